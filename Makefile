@@ -22,7 +22,7 @@ model:
 run: build
 	@model=$$(bash scripts/default-model.sh) && ./$(BUILD)/bin/quarrel inspect "$$model"
 
-test: build
+test: build model
 	@cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 
 # The C tests under AddressSanitizer + UndefinedBehaviorSanitizer (no CUDA, no Python).
