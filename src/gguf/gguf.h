@@ -16,6 +16,8 @@
 
 #define QR_GGUF_DEFAULT_ALIGNMENT 32
 #define QR_GGUF_MAX_DIMS 4
+/* Arrays of arrays are read up to this many levels deep (an array of scalars is 1). */
+#define QR_GGUF_MAX_ARRAY_DEPTH 8
 
 typedef enum qr_gguf_vtype {
     QR_GGUF_UINT8 = 0,
@@ -77,6 +79,7 @@ typedef struct qr_gguf_tensor {
     uint64_t offset;   /* relative to the start of the data section */
     uint64_t n_bytes;
     const void *data;  /* view into the mapping */
+    uint64_t info_offset; /* file offset of the tensor's info record, for messages */
 } qr_gguf_tensor;
 
 typedef struct qr_gguf qr_gguf;
@@ -166,6 +169,11 @@ int qr_gguf_writer_add_arr(qr_gguf_writer *w, const char *key, qr_gguf_vtype ele
                            const void *data, uint64_t count, qr_error *err);
 int qr_gguf_writer_add_str_arr(qr_gguf_writer *w, const char *key, const char *const *strs,
                                uint64_t count, qr_error *err);
+/* Adds a value of any type. For an ARRAY value, v.arr.data must hold data_bytes of
+ * valid GGUF encoding of the elements (as qr_gguf_value arrays from the reader do): this
+ * is how nested arrays are written. */
+int qr_gguf_writer_add_value(qr_gguf_writer *w, const char *key, const qr_gguf_value *v,
+                             qr_error *err);
 /* Copies a metadata entry from a file being read (any type, nested arrays included). */
 int qr_gguf_writer_copy_kv(qr_gguf_writer *w, const qr_gguf_kv *kv, qr_error *err);
 

@@ -1,0 +1,144 @@
+/* SentencePiece BPE (tokenizer.ggml.model = "llama"), as llama.cpp's llm_tokenizer_spm:
+ * spaces become U+2581, the text is cut into UTF-8 characters, and the adjacent pair
+ * whose concatenation is the highest-scoring token is merged first (ties: leftmost),
+ * with a priority queue. A final symbol that is not a token (a lone character missing
+ * from the vocabulary) falls back to one <0xXX> token per byte. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "tokenizer/tokenizer_internal.h"
+#include "tokenizer/unicode.h"
+
+typedef struct {
+    int32_t n; /* bytes; 0 once merged into the left neighbour */
+    int32_t prev, next;
+    size_t off; /* start in the escaped text */
+} symbol;
+
+typedef struct {
+    float score;
+    int32_t left, right, size;
+} bigram;
+
+typedef struct {
+    bigram *v;
+    size_t n, cap;
+} heap;
+
+/* True when a should pop before b: higher score, then leftmost. */
+static bool before(const bigram *a, const bigram *b) {
+    return a->score > b->score || (a->score == b->score && a->left < b->left);
+}
+
+static int heap_push(heap *h, bigram b) {
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 64;
+        bigram *v = realloc(h->v, cap * sizeof *v);
+        if (!v) return QR_ERR;
+        h->v = v;
+        h->cap = cap;
+    }
+    size_t i = h->n++;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!before(&b, &h->v[parent])) break;
+        h->v[i] = h->v[parent];
+        i = parent;
+    }
+    h->v[i] = b;
+    return QR_OK;
+}
+
+static bigram heap_pop(heap *h) {
+    bigram top = h->v[0];
+    bigram last = h->v[--h->n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= h->n) break;
+        if (c + 1 < h->n && before(&h->v[c + 1], &h->v[c])) c++;
+        if (!before(&h->v[c], &last)) break;
+        h->v[i] = h->v[c];
+        i = c;
+    }
+    if (h->n > 0) h->v[i] = last;
+    return top;
+}
+
+/* Symbols are contiguous in the text, so a pair's concatenation is a substring. */
+static int try_pair(const qr_vocab *v, const char *text, const symbol *sym, heap *q, int32_t left,
+                    int32_t right) {
+    if (left < 0 || right < 0) return QR_OK;
+    size_t n = (size_t)(sym[left].n + sym[right].n);
+    int32_t id = qr_vocab_find(v, text + sym[left].off, n);
+    if (id < 0) return QR_OK;
+    bigram b = {v->scores[id], left, right, (int32_t)n};
+    return heap_push(q, b);
+}
+
+static int emit(const qr_vocab *v, const char *t, size_t n, qr_ids *out) {
+    int32_t id = qr_vocab_find(v, t, n);
+    if (id >= 0) return qr_ids_push(out, id);
+    int rc = QR_OK;
+    for (size_t i = 0; i < n; i++) {
+        id = qr_vocab_byte_token(v, (uint8_t)t[i]);
+        if (id >= 0) rc |= qr_ids_push(out, id);
+    }
+    return rc;
+}
+
+/* " " -> U+2581, with an optional leading one. */
+static char *escape_spaces(const char *text, size_t len, bool prefix_space, size_t *out_len) {
+    size_t spaces = prefix_space;
+    for (size_t i = 0; i < len; i++) spaces += text[i] == ' ';
+    char *e = malloc(len + 2 * spaces + 3 + 1);
+    if (!e) return NULL;
+    size_t o = 0;
+    if (prefix_space) memcpy(e, "\xE2\x96\x81", 3), o = 3;
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] == ' ') {
+            memcpy(e + o, "\xE2\x96\x81", 3);
+            o += 3;
+        } else {
+            e[o++] = text[i];
+        }
+    }
+    *out_len = o;
+    return e;
+}
+
+int qr_spm_tokenize(const qr_vocab *v, const char *raw, size_t raw_len, bool prefix_space, qr_ids *out,
+                    qr_error *err) {
+    size_t len = 0;
+    char *text = escape_spaces(raw, raw_len, prefix_space, &len);
+    symbol *sym = text ? malloc((len + 1) * sizeof *sym) : NULL;
+    heap q = {0};
+    int rc = sym ? QR_OK : QR_ERR;
+    size_t n_sym = 0;
+    for (size_t off = 0; rc == QR_OK && off < len;) {
+        size_t n = qr_utf8_seq_len((uint8_t)text[off]);
+        if (n > len - off) n = len - off;
+        int32_t i = (int32_t)n_sym++;
+        sym[i] = (symbol){(int32_t)n, i - 1, off + n == len ? -1 : i + 1, off};
+        off += n;
+    }
+    for (size_t i = 1; rc == QR_OK && i < n_sym; i++) rc |= try_pair(v, text, sym, &q, (int32_t)i - 1, (int32_t)i);
+    while (rc == QR_OK && q.n > 0) {
+        bigram b = heap_pop(&q);
+        symbol *l = &sym[b.left], *r = &sym[b.right];
+        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size) continue; /* stale */
+        l->n += r->n;
+        r->n = 0;
+        l->next = r->next;
+        if (r->next >= 0) sym[r->next].prev = b.left;
+        rc |= try_pair(v, text, sym, &q, l->prev, b.left);
+        rc |= try_pair(v, text, sym, &q, b.left, l->next);
+    }
+    for (int32_t i = n_sym ? 0 : -1; rc == QR_OK && i >= 0; i = sym[i].next) {
+        rc |= emit(v, text + sym[i].off, (size_t)sym[i].n, out);
+    }
+    free(q.v);
+    free(sym);
+    free(text);
+    return rc == QR_OK ? QR_OK : qr_fail(err, "out of memory tokenizing %zu bytes", raw_len);
+}

@@ -1,0 +1,227 @@
+"""`quarrel quantize` against llama.cpp's llama-quantize.
+
+1. For every non-IQ file in ../shared/models/synth/ (made by llama-quantize from
+   tiny-llama-F32.gguf, default options, no importance matrix), quantizing the same F32
+   file with quarrel must give every tensor the same block type and the same raw bytes.
+   The files are read with the `gguf` package, an independent GGUF reader.
+2. The mixes without a reference file (Q3_K_S, Q3_K_L, Q4_K_S, Q5_K_S, Q6_K, F16, BF16)
+   must give the tensor types llama.cpp's rules prescribe for this model (2 layers,
+   8 heads, 4 KV heads, untied output), read back by the gguf package, with metadata
+   general.file_type / general.quantization_version as llama-quantize writes them.
+   F16/BF16 data is checked against numpy's own conversion of the F32 weights.
+3. Error handling: unknown type (lists the valid ones), unreadable input, unwritable
+   output; exit code 1 and no output file left behind.
+
+Skips (exit 77) when ../shared or the CLI is absent.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+
+SKIP = 77
+
+
+def skip(why):
+    print(f"SKIPPED: {why}")
+    sys.exit(SKIP)
+
+
+try:
+    import numpy as np
+    import gguf
+except ImportError as e:  # pragma: no cover
+    skip(f"python dependency missing: {e}")
+
+BIN = os.environ.get("QUARREL_BIN", "")
+SHARED = os.environ.get("QUARREL_SHARED", os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
+SYNTH = os.path.join(SHARED, "models", "synth")
+F32 = os.path.join(SYNTH, "tiny-llama-F32.gguf")
+
+REFERENCE_MIXES = ["Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q3_K_M", "Q2_K"]
+# llama_ftype numbers (include/llama.h) that llama-quantize writes to general.file_type.
+FTYPE = {"F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q5_0": 8, "Q5_1": 9, "Q2_K": 10,
+         "Q3_K_S": 11, "Q3_K_M": 12, "Q3_K_L": 13, "Q4_K_S": 14, "Q4_K_M": 15, "Q5_K_S": 16,
+         "Q5_K_M": 17, "Q6_K": 18, "BF16": 32}
+
+failures = []
+
+
+def check(cond, msg):
+    if not cond:
+        failures.append(msg)
+        print(f"FAIL: {msg}")
+
+
+def run_quantize(inp, out, mix, *extra):
+    return subprocess.run([BIN, "quantize", inp, out, mix, *extra], capture_output=True, text=True)
+
+
+def field_u32(reader, key):
+    f = reader.fields.get(key)
+    return None if f is None else int(f.parts[f.data[0]][0])
+
+
+def tensors_by_name(reader):
+    return {t.name: t for t in reader.tensors}
+
+
+def raw_bytes(t):
+    return np.asarray(t.data).view(np.uint8).reshape(-1)
+
+
+def compare_with_reference(tmp):
+    for mix in REFERENCE_MIXES:
+        ref_path = os.path.join(SYNTH, f"tiny-llama-{mix}.gguf")
+        if not os.path.exists(ref_path):
+            check(False, f"{mix}: reference file {ref_path} missing")
+            continue
+        out = os.path.join(tmp, f"{mix}.gguf")
+        r = run_quantize(F32, out, mix, "-t", "2")
+        check(r.returncode == 0, f"{mix}: quarrel quantize exit {r.returncode}: {r.stderr.strip()}")
+        if r.returncode != 0:
+            continue
+        ref, ours = gguf.GGUFReader(ref_path), gguf.GGUFReader(out)
+        rt, ot = tensors_by_name(ref), tensors_by_name(ours)
+        check(sorted(rt) == sorted(ot), f"{mix}: tensor names differ")
+        n_same = 0
+        for name, t in rt.items():
+            if name not in ot:
+                continue
+            o = ot[name]
+            same_type = o.tensor_type == t.tensor_type
+            check(same_type, f"{mix}: {name}: type {o.tensor_type.name}, llama.cpp {t.tensor_type.name}")
+            check([int(x) for x in o.shape] == [int(x) for x in t.shape], f"{mix}: {name}: shape differs")
+            a, b = raw_bytes(o), raw_bytes(t)
+            same = a.size == b.size and bool((a == b).all())
+            if not same and a.size == b.size:
+                check(False, f"{mix}: {name}: {int((a != b).sum())} of {a.size} bytes differ")
+            elif not same:
+                check(False, f"{mix}: {name}: {a.size} bytes, llama.cpp {b.size}")
+            n_same += same and same_type
+        # llama-quantize's tensor order (loader order: non-layer tensors, then by layer).
+        check([t.name for t in ours.tensors] == [t.name for t in ref.tensors], f"{mix}: tensor order differs")
+        for key in ("general.file_type", "general.quantization_version"):
+            check(field_u32(ours, key) == field_u32(ref, key),
+                  f"{mix}: {key} = {field_u32(ours, key)}, llama.cpp {field_u32(ref, key)}")
+        with open(out, "rb") as a, open(ref_path, "rb") as b:
+            whole = a.read() == b.read()
+        print(f"{mix}: {n_same}/{len(rt)} tensors identical to llama-quantize's; whole file "
+              f"{'identical' if whole else 'differs (metadata)'}")
+
+
+def expected_types(mix):
+    """llama.cpp's choices for tiny-llama (n_layer 2, n_gqa 2, untied output, rows of 256
+    and 768): written out by hand from src/llama-quant.cpp, not from quarrel's code."""
+    base = {"Q3_K_S": "Q3_K", "Q3_K_L": "Q3_K", "Q4_K_S": "Q4_K", "Q5_K_S": "Q5_K",
+            "Q6_K": "Q6_K", "F16": "F16", "BF16": "BF16"}[mix]
+    types = {}
+    for name in ["token_embd.weight", "output.weight"] + [
+            f"blk.{i}.{n}.weight" for i in range(2)
+            for n in ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")]:
+        types[name] = base
+    for name in ["output_norm.weight"] + [f"blk.{i}.{n}.weight" for i in range(2) for n in ("attn_norm", "ffn_norm")]:
+        types[name] = "F32"  # 1-D tensors are never quantized
+    if base in ("F16", "BF16"):
+        return types
+    types["output.weight"] = "Q6_K"  # the output matrix gets Q6_K in every K mix
+    if mix == "Q3_K_L":  # attn_v, attn_output and ffn_down get Q5_K
+        for i in range(2):
+            for n in ("attn_v", "attn_output", "ffn_down"):
+                types[f"blk.{i}.{n}.weight"] = "Q5_K"
+    if mix == "Q4_K_S":  # the first 4 attn_v and the first n_layer/8 = 0 ffn_down get Q5_K
+        for i in range(2):
+            types[f"blk.{i}.attn_v.weight"] = "Q5_K"
+    return types
+
+
+def check_other_mixes(tmp):
+    src = tensors_by_name(gguf.GGUFReader(F32))
+    for mix in ["Q3_K_S", "Q3_K_L", "Q4_K_S", "Q5_K_S", "Q6_K", "F16", "BF16"]:
+        out = os.path.join(tmp, f"other-{mix}.gguf")
+        r = run_quantize(F32, out, mix)
+        check(r.returncode == 0, f"{mix}: exit {r.returncode}: {r.stderr.strip()}")
+        if r.returncode != 0:
+            continue
+        rd = gguf.GGUFReader(out)
+        got = {t.name: t.tensor_type.name for t in rd.tensors}
+        want = expected_types(mix)
+        check(got == want, f"{mix}: types {sorted(set(got.items()) ^ set(want.items()))} differ")
+        check(field_u32(rd, "general.file_type") == FTYPE[mix], f"{mix}: general.file_type")
+        check(field_u32(rd, "general.quantization_version") == 2, f"{mix}: general.quantization_version")
+        ot = tensors_by_name(rd)
+        if mix == "F16":
+            for name, t in ot.items():
+                want_data = np.asarray(src[name].data, dtype=np.float32)
+                if t.tensor_type.name == "F16":
+                    want_data = want_data.astype(np.float16)
+                check(np.array_equal(np.asarray(t.data), want_data), f"F16: {name}: data differs from numpy")
+        if mix == "BF16":
+            for name, t in ot.items():
+                if t.tensor_type.name != "BF16":
+                    continue
+                bits = np.asarray(src[name].data, dtype=np.float32).reshape(-1).view(np.uint32)
+                rne = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)  # no NaNs here
+                check(np.array_equal(raw_bytes(t).view(np.uint16), rne), f"BF16: {name}: data differs")
+        # Every block type must dequantize (gguf's reference) close to the F32 weights.
+        for name, t in ot.items():
+            if t.tensor_type.name in ("F32", "F16", "BF16"):
+                continue
+            deq = gguf.quants.dequantize(np.asarray(t.data), t.tensor_type).reshape(-1)
+            x = np.asarray(src[name].data, dtype=np.float32).reshape(-1)
+            rel = float(np.sqrt(np.mean((deq - x) ** 2)) / np.sqrt(np.mean(x ** 2)))
+            check(rel < 0.25, f"{mix}: {name}: relative RMS error {rel:.3f}")
+        print(f"{mix}: types and metadata as llama.cpp's rules prescribe")
+
+
+def check_requantize(tmp):
+    """An already quantized input is dequantized first: Q8_0 -> Q8_0 of the mix."""
+    q8 = os.path.join(SYNTH, "tiny-llama-Q8_0.gguf")
+    out = os.path.join(tmp, "requant-Q4_0.gguf")
+    r = run_quantize(q8, out, "Q4_0")
+    check(r.returncode == 0, f"requantize: exit {r.returncode}: {r.stderr.strip()}")
+    if r.returncode == 0:
+        types = {t.name: t.tensor_type.name for t in gguf.GGUFReader(out).tensors}
+        check(types["blk.0.attn_q.weight"] == "Q4_0" and types["output.weight"] == "Q6_K",
+              f"requantize: unexpected types {types}")
+
+
+def check_errors(tmp):
+    out = os.path.join(tmp, "err.gguf")
+    r = run_quantize(F32, out, "Q7_K")
+    check(r.returncode == 1 and "Q4_K_M" in r.stderr and "Q7_K" in r.stderr,
+          f"unknown type: exit {r.returncode}, stderr {r.stderr!r}")
+    r = run_quantize(os.path.join(tmp, "missing.gguf"), out, "Q4_0")
+    check(r.returncode == 1 and "missing.gguf" in r.stderr, f"missing input: {r.returncode} {r.stderr!r}")
+    bad = os.path.join(tmp, "bad.gguf")
+    with open(bad, "wb") as f:
+        f.write(b"GGUF\x03\x00\x00\x00" + b"\xff" * 64)
+    r = run_quantize(bad, out, "Q4_0")
+    check(r.returncode == 1 and "bad.gguf" in r.stderr, f"corrupt input: {r.returncode} {r.stderr!r}")
+    r = run_quantize(F32, os.path.join(tmp, "no-such-dir", "x.gguf"), "Q4_0")
+    check(r.returncode == 1 and "no-such-dir" in r.stderr, f"unwritable output: {r.returncode} {r.stderr!r}")
+    check(not os.path.exists(out), "a failed run left an output file behind")
+    r = subprocess.run([BIN, "quantize", "--help"], capture_output=True, text=True)
+    check(r.returncode == 0 and "Q4_K_M" in r.stdout, "--help")
+    print("errors: checked")
+
+
+def main():
+    if not os.path.isdir(SHARED) or not os.path.exists(F32):
+        skip(f"{F32} not found (needs ../shared)")
+    if not BIN or not os.access(BIN, os.X_OK):
+        skip("QUARREL_BIN is not set to the quarrel CLI")
+    with tempfile.TemporaryDirectory() as tmp:
+        compare_with_reference(tmp)
+        check_other_mixes(tmp)
+        check_requantize(tmp)
+        check_errors(tmp)
+    if failures:
+        print(f"{len(failures)} failures")
+        return 1
+    print("ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
