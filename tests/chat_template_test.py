@@ -322,7 +322,13 @@ def check_gguf(q):
         if not os.path.exists(path):
             print(f"GGUF {path}: absent, skipped")
             continue
-        field = gguf.GGUFReader(path).fields.get("tokenizer.chat_template")
+        # GGUFReader parses the whole 262k-entry vocabulary (tens of seconds): look for the
+        # key in the metadata bytes first, which sit before the tensor data.
+        with open(path, "rb") as fh:
+            head = fh.read(64 << 20)
+        field = None
+        if b"tokenizer.chat_template" in head:
+            field = gguf.GGUFReader(path).fields.get("tokenizer.chat_template")
         if field is None:
             print(f"GGUF {os.path.basename(path)}: has no tokenizer.chat_template (the CLI must "
                   f"fall back to --chat-template {family})")

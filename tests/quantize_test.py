@@ -9,11 +9,19 @@
    8 heads, 4 KV heads, untied output), read back by the gguf package, with metadata
    general.file_type / general.quantization_version as llama-quantize writes them.
    F16/BF16 data is checked against numpy's own conversion of the F32 weights.
-3. Error handling: unknown type (lists the valid ones), unreadable input, unwritable
+3. The type rules beyond that model (row-length fallbacks, tied embeddings, Gemma 3 and
+   Qwen2 tensor sets, 16- and 80-layer "use more bits" patterns, the 70B attn_v rule,
+   8-expert MoE): quarrel's types for five synthetic shapes must equal the types
+   llama-quantize (3f545bec) chose for the same shapes, recorded in
+   tests/quantize_llama_cpp_types.json ("error" where llama-quantize refused, e.g. a
+   row of 48 under Q4_0). The shapes are rebuilt here with zero weights: types depend
+   only on names, shapes and metadata.
+4. Error handling: unknown type (lists the valid ones), unreadable input, unwritable
    output; exit code 1 and no output file left behind.
 
 Skips (exit 77) when ../shared or the CLI is absent.
 """
+import json
 import os
 import subprocess
 import sys
@@ -174,6 +182,118 @@ def check_other_mixes(tmp):
         print(f"{mix}: types and metadata as llama.cpp's rules prescribe")
 
 
+# The shapes the recorded llama-quantize types were produced from (see the docstring).
+POLICY_MODELS = {
+    # name: (arch, n_embd, n_layer, n_head, n_head_kv, n_ff, head_dim, tied, qkv bias, gemma norms, n_expert)
+    "gem": ("gemma3", 160, 3, 2, 1, 48, 80, True, False, True, 0),
+    "qw": ("qwen2", 256, 5, 8, 2, 512, None, True, True, False, 0),
+    "l16": ("llama", 256, 16, 4, 4, 256, None, False, False, False, 0),
+    "l80": ("llama", 256, 80, 8, 2, 256, None, False, False, False, 0),
+    "moe": ("llama", 256, 2, 8, 2, 256, None, False, False, False, 8),
+}
+
+
+def write_policy_model(path, spec):
+    arch, n_embd, n_layer, n_head, n_kv, n_ff, head_dim, tied, bias, gemma, n_expert = spec
+    w = gguf.GGUFWriter(path, arch)
+    w.add_context_length(512)
+    w.add_embedding_length(n_embd)
+    w.add_block_count(n_layer)
+    w.add_feed_forward_length(n_ff)
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_kv)
+    w.add_layer_norm_rms_eps(1e-5)
+    hd = head_dim or n_embd // n_head
+    if head_dim:
+        w.add_key_length(hd)
+        w.add_value_length(hd)
+    if n_expert:
+        w.add_expert_count(n_expert)
+        w.add_expert_used_count(2)
+
+    def tensor(name, ne, dtype=np.float16):  # ne in ggml order; 2-D+ weights F16, 1-D F32
+        w.add_tensor(name, np.zeros(ne[::-1], dtype=np.float32 if len(ne) == 1 else dtype))
+
+    n_vocab = 512
+    tensor("token_embd.weight", (n_embd, n_vocab))
+    for i in range(n_layer):
+        p = f"blk.{i}."
+        tensor(p + "attn_norm.weight", (n_embd,))
+        tensor(p + "attn_q.weight", (n_embd, n_head * hd))
+        tensor(p + "attn_k.weight", (n_embd, n_kv * hd))
+        tensor(p + "attn_v.weight", (n_embd, n_kv * hd))
+        if bias:
+            tensor(p + "attn_q.bias", (n_head * hd,))
+            tensor(p + "attn_k.bias", (n_kv * hd,))
+            tensor(p + "attn_v.bias", (n_kv * hd,))
+        tensor(p + "attn_output.weight", (n_head * hd, n_embd))
+        if gemma:
+            for n in ("attn_q_norm", "attn_k_norm"):
+                tensor(p + n + ".weight", (hd,))
+            for n in ("post_attention_norm", "post_ffw_norm"):
+                tensor(p + n + ".weight", (n_embd,))
+        tensor(p + "ffn_norm.weight", (n_embd,))
+        if n_expert:
+            # never quantized, so it keeps the recording's type
+            tensor(p + "ffn_gate_inp.weight", (n_embd, n_expert), np.float32)
+            tensor(p + "ffn_gate_exps.weight", (n_embd, n_ff, n_expert))
+            tensor(p + "ffn_up_exps.weight", (n_embd, n_ff, n_expert))
+            tensor(p + "ffn_down_exps.weight", (n_ff, n_embd, n_expert))
+        else:
+            tensor(p + "ffn_gate.weight", (n_embd, n_ff))
+            tensor(p + "ffn_up.weight", (n_embd, n_ff))
+            tensor(p + "ffn_down.weight", (n_ff, n_embd))
+    tensor("output_norm.weight", (n_embd,))
+    if not tied:
+        tensor("output.weight", (n_embd, n_vocab))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def summarize_types(path):
+    """Types by tensor; per-layer tensors as 'blk.*.<rest>' -> one type, or the list by layer."""
+    out, per = {}, {}
+    for t in gguf.GGUFReader(path).tensors:
+        parts = t.name.split(".", 2)
+        if parts[0] == "blk" and parts[1].isdigit():
+            per.setdefault("blk.*." + parts[2], {})[int(parts[1])] = t.tensor_type.name
+        else:
+            out[t.name] = t.tensor_type.name
+    for k, d in per.items():
+        seq = [d[i] for i in sorted(d)]
+        out[k] = seq[0] if len(set(seq)) == 1 else " ".join(seq)
+    return out
+
+
+def check_policy_against_llama_cpp(tmp):
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "quantize_llama_cpp_types.json")) as f:
+        expected = json.load(f)
+    for model, mixes in sorted(expected.items()):
+        src = os.path.join(tmp, f"policy-{model}.gguf")
+        write_policy_model(src, POLICY_MODELS[model])
+        n_ok = 0
+        for mix, want in sorted(mixes.items()):
+            out = os.path.join(tmp, f"policy-{model}-{mix}.gguf")
+            r = run_quantize(src, out, mix, "-t", "2")
+            if want == "error":
+                ok = r.returncode == 1 and not os.path.exists(out)
+                check(ok, f"{model} {mix}: llama-quantize refuses this; quarrel exit {r.returncode}")
+            else:
+                ok = r.returncode == 0
+                check(ok, f"{model} {mix}: exit {r.returncode}: {r.stderr.strip()}")
+                if ok:
+                    got = summarize_types(out)
+                    diff = {k: (got.get(k), want.get(k)) for k in set(got) | set(want) if got.get(k) != want.get(k)}
+                    ok = not diff
+                    check(ok, f"{model} {mix}: (quarrel, llama.cpp) types differ: {diff}")
+                    os.remove(out)
+            n_ok += ok
+        os.remove(src)
+        print(f"policy {model}: {n_ok}/{len(mixes)} mixes give llama-quantize's types")
+
+
 def check_requantize(tmp):
     """An already quantized input is dequantized first: Q8_0 -> Q8_0 of the mix."""
     q8 = os.path.join(SYNTH, "tiny-llama-Q8_0.gguf")
@@ -214,6 +334,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         compare_with_reference(tmp)
         check_other_mixes(tmp)
+        check_policy_against_llama_cpp(tmp)
         check_requantize(tmp)
         check_errors(tmp)
     if failures:

@@ -28,6 +28,14 @@ VOCAB = os.path.join(SHARED, "tokenizer-vectors", "ggml-vocab-llama-spm.gguf")
 LLAMA_CPP_BIN = os.environ.get("LLAMA_CPP_BIN", "/work/llama.cpp-src/build/bin")
 
 failures = []
+_readers = {}
+
+
+def reader(path):
+    """GGUFReader parses a 32000-token vocabulary in about a second: open each file once."""
+    if path not in _readers:
+        _readers[path] = GGUFReader(path)
+    return _readers[path]
 
 
 def check(cond, msg):
@@ -119,7 +127,7 @@ def close(a, b):
 
 def check_structure(path, arch, typ, hp=None):
     hp = hp or TINY_BY_ARCH[arch]
-    r = GGUFReader(path)
+    r = reader(path)
     tag = f"{arch}/{typ}"
     ts = tensors(r)
     exp = expected_tensors(arch, hp)
@@ -148,7 +156,7 @@ def check_structure(path, arch, typ, hp=None):
 
 
 def check_tokenizer(r, n_vocab, tag):
-    v = GGUFReader(VOCAB)
+    v = reader(VOCAB)
     src_tokens = field(v, "tokenizer.ggml.tokens")
     tokens = field(r, "tokenizer.ggml.tokens")
     scores = field(r, "tokenizer.ggml.scores")
@@ -186,8 +194,8 @@ def test_arches(tmp):
 
 
 def check_values(tmp, arch):
-    f32 = GGUFReader(os.path.join(tmp, f"{arch}-F32.gguf"))
-    q8 = GGUFReader(os.path.join(tmp, f"{arch}-Q8_0.gguf"))
+    f32 = reader(os.path.join(tmp, f"{arch}-F32.gguf"))
+    q8 = reader(os.path.join(tmp, f"{arch}-Q8_0.gguf"))
     w = values(f32, "token_embd.weight")
     check(abs(w.mean()) < 1e-3 and abs(w.std() - 0.02) < 0.02 * 0.02, f"{arch}: token_embd mean {w.mean()} std {w.std()}")
     for n, t in tensors(f32).items():
@@ -206,7 +214,7 @@ def check_values(tmp, arch):
 
 
 def test_more_types(tmp):
-    ref = GGUFReader(os.path.join(tmp, "llama-F32.gguf"))
+    ref = reader(os.path.join(tmp, "llama-F32.gguf"))
     w_ref = values(ref, "blk.0.ffn_down.weight")
     for typ in ("F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q5_K", "Q6_K"):
         path = synth(tmp, "llama", typ, extra=["-j", "2", "--tied"])
@@ -214,7 +222,6 @@ def test_more_types(tmp):
         w = values(r, "blk.0.ffn_down.weight")
         rel = np.sqrt(((w - w_ref) ** 2).mean()) / w_ref.std()
         check(rel < 0.6, f"llama/{typ}: relative RMS error {rel:.3f} against the F32 weights")
-        os.remove(path)
 
 
 def test_mix(tmp):
@@ -223,7 +230,7 @@ def test_mix(tmp):
     check(p.returncode == 0, f"synth Q4_K_M failed: {p.stderr}")
     if p.returncode != 0:
         return None
-    r = GGUFReader(path)
+    r = reader(path)
     check(field(r, "general.file_type") == 15, "Q4_K_M: general.file_type != 15")
     types = {t.tensor_type for t in r.tensors if len(t.shape) == 2}
     check(types <= {QT.Q4_K, QT.Q5_K, QT.Q6_K, QT.Q5_0, QT.Q8_0}, f"Q4_K_M: unexpected types {types}")
@@ -234,14 +241,14 @@ def test_mix(tmp):
 def test_fallback(tmp):
     # 320 is not a multiple of 256: llama.cpp's fallback Q4_K -> Q5_0 on those rows
     path = synth(tmp, "llama", "Q4_K", "fb.gguf", ["--dim", "320", "--heads", "8", "--kv-heads", "4"])
-    ts = tensors(GGUFReader(path))
+    ts = tensors(reader(path))
     check(ts["blk.0.attn_q.weight"].tensor_type == QT.Q5_0, "fallback: attn_q (rows of 320) not Q5_0")
     check(ts["blk.0.ffn_down.weight"].tensor_type == QT.Q4_K, "fallback: ffn_down (rows of 768) not Q4_K")
 
 
 def test_vocab_padding(tmp):
     path = synth(tmp, "llama", "Q8_0", "pad.gguf", ["--n-vocab", "32100", "--tied"])
-    r = GGUFReader(path)
+    r = reader(path)
     check_tokenizer(r, 32100, "padding")
     check(tuple(int(x) for x in tensors(r)["token_embd.weight"].shape) == (256, 32100), "padding: token_embd shape")
     check(field(r, "llama.vocab_size") == 32100, "padding: llama.vocab_size")
@@ -292,7 +299,7 @@ def test_errors(tmp):
         (["--arch", "llama", "--type", "Q9_9"], "unknown --type"),
         (["--arch", "llama", "--type", "Q4_0", "--dim", "250"], "not divisible"),
         (["--arch", "llama", "--type", "Q4_0", "--dim", "240", "--heads", "8"], "not a multiple of 32"),
-        (["--arch", "llama", "--type", "Q4_0", "--heads", "6"], "not a multiple of --kv-heads"),
+        (["--arch", "llama", "--type", "Q4_0", "--dim", "192", "--heads", "6"], "not a multiple of --kv-heads"),
         (["--arch", "llama", "--type", "Q4_0", "--window", "64"], "no sliding window"),
         (["--arch", "qwen2", "--type", "Q4_0", "--head-dim", "64"], "n_embd"),
         (["--arch", "llama", "--type", "Q4_0", "--n-vocab", "100"], "smaller than"),
@@ -313,7 +320,7 @@ def test_errors(tmp):
     check(p.returncode == 2, "missing --type/-o is a usage error (2)")
 
 
-def test_against_real_files():
+def test_against_real_files(tmp):
     """Our tensor suffixes and <arch>.* keys against real converted files."""
     refs = [("gemma3", os.path.join(CACHE, "models", "gemma-3-270m-q4_k_m.gguf"), {"rope.freq_base_swa"}),
             ("llama", os.path.join(SHARED, "models", "llama-2-tiny-random.gguf"), {"rope.freq_base", "vocab_size"})]
@@ -321,9 +328,8 @@ def test_against_real_files():
         if not os.path.exists(path):
             print(f"SKIPPED part: {path} absent, no real-file comparison for {arch}")
             continue
-        with tempfile.TemporaryDirectory() as tmp:
-            ours = GGUFReader(synth(tmp, arch, "Q8_0"))
-        real = GGUFReader(path)
+        ours = reader(os.path.join(tmp, f"{arch}-Q8_0.gguf"))  # made by test_arches
+        real = reader(path)
         suffixes = lambda r: {t.name.split(".", 2)[2] if t.name.startswith("blk.0.") else t.name
                               for t in r.tensors if not t.name.startswith("blk.") or t.name.startswith("blk.0.")}
         check(suffixes(ours) == suffixes(real), f"{arch}: tensors {sorted(suffixes(ours))} vs real {sorted(suffixes(real))}")
@@ -348,6 +354,7 @@ def test_quantize_roundtrip(tmp, mix_path):
             compare_files(src, dst, "quarrel quantize")
             if mix_path:
                 compare_data(mix_path, dst, "synth Q4_K_M vs quarrel quantize")
+            print("checked: synth F32 -> quarrel quantize Q4_K_M")
     lq = os.path.join(LLAMA_CPP_BIN, "llama-quantize")
     if not os.access(lq, os.X_OK):
         print(f"SKIPPED part: {lq} absent; no llama-quantize comparison")
@@ -359,10 +366,37 @@ def test_quantize_roundtrip(tmp, mix_path):
         compare_files(src, dst2, "llama-quantize")
         if mix_path:
             compare_data(mix_path, dst2, "synth Q4_K_M vs llama-quantize")
+        print("checked: synth F32 -> llama-quantize Q4_K_M (same tensors, metadata, Q4_K_M bytes)")
+
+
+def test_llama_cpp_runs(tmp):
+    """llama.cpp loads every architecture's file, reads the hyper-parameters we meant, and
+    generates tokens with it."""
+    exe = os.path.join(LLAMA_CPP_BIN, "llama-completion")
+    if not os.access(exe, os.X_OK):
+        print(f"SKIPPED part: {exe} absent; llama.cpp does not run the synth models")
+        return
+    want = {"llama": {"n_swa": "0", "n_embd_head_k": "32", "n_head_kv": "4", "n_vocab": "32000"},
+            "mistral": {"n_embd_head_k": "32", "n_head_kv": "4"},
+            "qwen2": {"n_embd_head_k": "32", "n_head_kv": "4"},
+            "gemma3": {"n_swa": "128", "n_embd_head_k": "64", "n_head_kv": "4", "freq_base_swa": "10000.0"}}
+    for arch, keys in want.items():
+        path = os.path.join(tmp, f"{arch}-Q4_K.gguf")
+        p = subprocess.run([exe, "-m", path, "-p", "Once upon a time", "-n", "4", "--temp", "0", "-t", "1",
+                            "-no-cnv", "-v"], capture_output=True, text=True, timeout=300)
+        check(p.returncode == 0, f"llama.cpp failed on {arch}: {p.stderr[-1500:]}")
+        info = {}
+        for line in (p.stdout + p.stderr).splitlines():
+            if "print_info:" in line and "=" in line:
+                k, _, v = line.split("print_info:", 1)[1].partition("=")
+                info.setdefault(k.strip(), v.strip())
+        for k, v in keys.items():
+            check(info.get(k) == v, f"llama.cpp reads {arch} {k} = {info.get(k)}, expected {v}")
+    print("checked: llama.cpp loads and runs all four architectures")
 
 
 def compare_files(src, dst, tag):
-    a, b = GGUFReader(src), GGUFReader(dst)
+    a, b = reader(src), reader(dst)
     ta, tb = tensors(a), tensors(b)
     check(set(ta) == set(tb), f"{tag}: tensor names differ")
     for n in ta.keys() & tb.keys():
@@ -377,7 +411,7 @@ def compare_files(src, dst, tag):
 
 
 def compare_data(ours, theirs, tag):
-    a, b = tensors(GGUFReader(ours)), tensors(GGUFReader(theirs))
+    a, b = tensors(reader(ours)), tensors(reader(theirs))
     for n in a.keys() & b.keys():
         same = a[n].tensor_type == b[n].tensor_type and bytes(a[n].data) == bytes(b[n].data)
         check(same, f"{tag}: {n} differs ({a[n].tensor_type.name} vs {b[n].tensor_type.name})")
@@ -398,7 +432,8 @@ def main():
         test_rope_freqs(tmp)
         test_errors(tmp)
         test_quantize_roundtrip(tmp, mix)
-    test_against_real_files()
+        test_against_real_files(tmp)
+        test_llama_cpp_runs(tmp)
     print(f"{len(failures)} failures" if failures else "ok")
     return 1 if failures else 0
 

@@ -227,6 +227,9 @@ static void test_empty_and_unicode(void) {
     /* Invalid UTF-8 is kept as bytes, never read past. */
     const qr_chat_msg bad[] = {{"user", " \xe3\x80"}};
     expect("gemma", bad, 1, false, "<start_of_turn>user\n\xe3\x80<end_of_turn>\n");
+    /* An overlong encoding of U+0020 is not a space. */
+    const qr_chat_msg overlong[] = {{"user", "\xc0\xa0x\xc0\xa0"}};
+    expect("gemma", overlong, 1, false, "<start_of_turn>user\n\xc0\xa0x\xc0\xa0<end_of_turn>\n");
     const qr_chat_msg spaces[] = {{"user", " \t\n\xe3\x80\x80 "}};
     expect("gemma", spaces, 1, false, "<start_of_turn>user\n<end_of_turn>\n");
 }

@@ -53,15 +53,19 @@ def main():
     shared = os.environ.get("QUARREL_SHARED", os.path.join(HERE, "..", "..", "shared"))
     qbin = os.environ.get("QUARREL_BIN")
     llama = os.environ.get("LLAMA_TOKENIZE", "/work/llama.cpp-src/build/bin/llama-tokenize")
-    n_texts = int(os.environ.get("QUARREL_DIFF_TEXTS", "25"))
+    n_texts = int(os.environ.get("QUARREL_DIFF_TEXTS", "12"))
     if not qbin or not os.path.exists(llama) or not os.path.isdir(os.path.join(shared, "tokenizer-vectors")):
         print("SKIPPED: needs QUARREL_BIN, ../shared/tokenizer-vectors and llama-tokenize "
               f"(looked for {llama})")
         return 77
+    cache = os.environ.get("QUARREL_CACHE", os.path.join(HERE, "..", ".cache"))
+    vocabs = [(n, os.path.join(shared, "tokenizer-vectors", f"ggml-vocab-{n}.gguf")) for n in VOCABS]
+    qwen = os.path.join(cache, "tokenizer", "deepseek-r1-qwen-vocab.gguf")  # see tokenizer_novocab_test.py
+    if os.path.exists(qwen):
+        vocabs.append(("deepseek-r1-qwen", qwen))
     rng = random.Random(1234)
     failed = total = 0
-    for name in VOCABS:
-        vocab = os.path.join(shared, "tokenizer-vectors", f"ggml-vocab-{name}.gguf")
+    for name, vocab in vocabs:
         ok = 0
         for _ in range(n_texts):
             text = gen_text(rng)

@@ -85,8 +85,10 @@ typedef struct qr_gguf_tensor {
 typedef struct qr_gguf qr_gguf;
 
 /* Opens, maps and validates a file. On failure returns QR_ERR, *out is NULL, and err
- * holds a one-line message such as
- *   "model.gguf: tensor 'blk.0.attn_q.weight' (info at offset 1234): data [5000, 9096) lies outside the file (size 8000)". */
+ * holds a one-line message "<file>: <item> <field> at offset <N>: <problem>", such as
+ *   "model.gguf: tensor[3] 'blk.0.attn_q.weight' type at offset 1234: unknown tensor type id 99".
+ * docs/gguf.md lists every check. Memory allocated at open is bounded by a small
+ * multiple of the file size. */
 int qr_gguf_open(const char *path, qr_gguf **out, qr_error *err);
 /* Parses a caller-owned buffer (kept alive by the caller) with the same validation;
  * `name` is used in messages. Used by the fuzzer and tests. */

@@ -6,13 +6,16 @@
 
 #include "gguf/gguf_internal.h"
 
-static uint64_t hash_bytes(const char *p, size_t n) {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+/* FNV-1a, seeded with the table's address: names that collide on purpose would need to
+ * know where the table lands in memory (ASLR), so a crafted file cannot make lookups
+ * quadratic either. Output never depends on slot order, so this costs no determinism. */
+static uint64_t hash_bytes(const qr_gguf_index *ix, const char *p, size_t n) {
+    uint64_t h = 1469598103934665603ull ^ ((uint64_t)(uintptr_t)ix->slots * 0x9e3779b97f4a7c15ull);
     for (size_t i = 0; i < n; i++) {
         h ^= (uint8_t)p[i];
         h *= 1099511628211ull;
     }
-    return h;
+    return h ^ (h >> 29); /* let the high bits reach the slot index too */
 }
 
 int qr_gguf_index_init(qr_gguf_index *ix, uint64_t n) {
@@ -26,7 +29,7 @@ int qr_gguf_index_init(qr_gguf_index *ix, uint64_t n) {
 
 static uint64_t probe(const qr_gguf_index *ix, const char *name, size_t len) {
     uint64_t mask = ix->cap - 1;
-    uint64_t i = hash_bytes(name, len) & mask;
+    uint64_t i = hash_bytes(ix, name, len) & mask;
     while (ix->slots[i].name.ptr) {
         const qr_gguf_str *s = &ix->slots[i].name;
         if (s->len == len && memcmp(s->ptr, name, len) == 0) return i;

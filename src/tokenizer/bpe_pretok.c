@@ -487,6 +487,9 @@ static int regex_segment(const step *st, split_ctx *c, size_t ini, size_t len, q
     int rc = QR_OK;
     while (start <= subj_len) {
         int m = pcre2_match(st->re, subj, subj_len, start, PCRE2_NO_UTF_CHECK, c->md, NULL);
+        if (m == PCRE2_ERROR_JIT_STACKLIMIT) { /* the interpreter keeps its frames on the heap */
+            m = pcre2_match(st->re, subj, subj_len, start, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, c->md, NULL);
+        }
         if (m == PCRE2_ERROR_NOMATCH) break;
         if (m < 0) {
             PCRE2_UCHAR msg[128];

@@ -47,8 +47,10 @@ static bool py_isspace(uint32_t c) {
 }
 
 /* Decodes the UTF-8 sequence at s[0..n); returns its length, or 0 when it is not valid
- * (then it is treated as a non-space byte). */
+ * UTF-8 (truncated, overlong, surrogate): such bytes are never whitespace, as Python would
+ * not have decoded them at all. */
 static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp) {
+    static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
     if (n == 0) return 0;
     if (s[0] < 0x80) return *cp = s[0], 1;
     size_t len = (s[0] & 0xe0) == 0xc0 ? 2 : (s[0] & 0xf0) == 0xe0 ? 3 : (s[0] & 0xf8) == 0xf0 ? 4 : 0;
@@ -58,6 +60,7 @@ static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp) {
         if ((s[i] & 0xc0) != 0x80) return 0;
         c = (c << 6) | (s[i] & 0x3f);
     }
+    if (c < min_cp[len] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) return 0;
     return *cp = c, len;
 }
 
@@ -294,8 +297,12 @@ static int render_mistral_v3(render_ctx *c) {
             sb_cat(c->sb, m->content);
             sb_cat(c->sb, "[/INST]");
         } else if (is_role(m, "assistant")) {
-            if (tekken) sb_cat(c->sb, m->content);
-            else sb_cat(c->sb, " "), sb_cat_trimmed(c->sb, m->content);
+            if (tekken) {
+                sb_cat(c->sb, m->content);
+            } else {
+                sb_cat(c->sb, " ");
+                sb_cat_trimmed(c->sb, m->content);
+            }
             if (put_special(c, c->eos, "eos_text") != QR_OK) return QR_ERR;
         } else {
             return template_raises(c, i, "Only user and assistant roles are supported, with "

@@ -107,6 +107,41 @@ static char *escape_spaces(const char *text, size_t len, bool prefix_space, size
     return e;
 }
 
+static bool is_mark(const char *t, int32_t n) { return n == 3 && memcmp(t, "\xE2\x96\x81", 3) == 0; }
+
+/* A complete, well-formed character (ASCII, or a lead byte and its continuations). */
+static bool is_whole_char(const char *t, int32_t n) {
+    if (n == 1) return (uint8_t)t[0] < 0x80;
+    if ((size_t)n != qr_utf8_seq_len((uint8_t)t[0])) return false;
+    for (int32_t i = 1; i < n; i++) {
+        if (((uint8_t)t[i] & 0xC0) != 0x80) return false;
+    }
+    return true;
+}
+
+/* Merges the symbols [a, b) (linked among themselves only) and emits their tokens. */
+static int merge_chunk(const qr_vocab *v, const char *text, symbol *sym, int32_t a, int32_t b, heap *q,
+                       qr_ids *out) {
+    int rc = QR_OK;
+    q->n = 0;
+    for (int32_t i = a + 1; rc == QR_OK && i < b; i++) rc |= try_pair(v, text, sym, q, i - 1, i);
+    while (rc == QR_OK && q->n > 0) {
+        bigram bg = heap_pop(q);
+        symbol *l = &sym[bg.left], *r = &sym[bg.right];
+        if (l->n == 0 || r->n == 0 || l->n + r->n != bg.size) continue; /* stale */
+        l->n += r->n;
+        r->n = 0;
+        l->next = r->next;
+        if (r->next >= 0) sym[r->next].prev = bg.left;
+        rc |= try_pair(v, text, sym, q, l->prev, bg.left);
+        rc |= try_pair(v, text, sym, q, bg.left, l->next);
+    }
+    for (int32_t i = a; rc == QR_OK && i >= 0; i = sym[i].next) {
+        rc |= emit(v, text + sym[i].off, (size_t)sym[i].n, out);
+    }
+    return rc;
+}
+
 int qr_spm_tokenize(const qr_vocab *v, const char *raw, size_t raw_len, bool prefix_space, qr_ids *out,
                     qr_error *err) {
     size_t len = 0;
@@ -114,28 +149,30 @@ int qr_spm_tokenize(const qr_vocab *v, const char *raw, size_t raw_len, bool pre
     symbol *sym = text ? malloc((len + 1) * sizeof *sym) : NULL;
     heap q = {0};
     int rc = sym ? QR_OK : QR_ERR;
-    size_t n_sym = 0;
+    int32_t n_sym = 0;
     for (size_t off = 0; rc == QR_OK && off < len;) {
         size_t n = qr_utf8_seq_len((uint8_t)text[off]);
         if (n > len - off) n = len - off;
-        int32_t i = (int32_t)n_sym++;
+        int32_t i = n_sym++;
         sym[i] = (symbol){(int32_t)n, i - 1, off + n == len ? -1 : i + 1, off};
         off += n;
     }
-    for (size_t i = 1; rc == QR_OK && i < n_sym; i++) rc |= try_pair(v, text, sym, &q, (int32_t)i - 1, (int32_t)i);
-    while (rc == QR_OK && q.n > 0) {
-        bigram b = heap_pop(&q);
-        symbol *l = &sym[b.left], *r = &sym[b.right];
-        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size) continue; /* stale */
-        l->n += r->n;
-        r->n = 0;
-        l->next = r->next;
-        if (r->next >= 0) sym[r->next].prev = b.left;
-        rc |= try_pair(v, text, sym, &q, l->prev, b.left);
-        rc |= try_pair(v, text, sym, &q, b.left, l->next);
-    }
-    for (int32_t i = n_sym ? 0 : -1; rc == QR_OK && i >= 0; i = sym[i].next) {
-        rc |= emit(v, text + sym[i].off, (size_t)sym[i].n, out);
+    /* Merge word by word where the vocabulary allows it (same result, and the queue
+     * stays small); else the whole fragment at once. A word starts at a "▁" that
+     * follows another whole character. */
+    int32_t a = 0;
+    for (int32_t i = 1; rc == QR_OK && i <= n_sym; i++) {
+        bool cut = i == n_sym;
+        if (!cut && v->spm_word_chunks) {
+            const symbol *p = &sym[i - 1], *c = &sym[i];
+            cut = is_mark(text + c->off, c->n) && !is_mark(text + p->off, p->n) &&
+                  is_whole_char(text + p->off, p->n);
+        }
+        if (!cut) continue;
+        sym[i - 1].next = -1;
+        sym[a].prev = -1;
+        rc = merge_chunk(v, text, sym, a, i, &q, out);
+        a = i;
     }
     free(q.v);
     free(sym);

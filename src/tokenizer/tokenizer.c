@@ -232,15 +232,19 @@ void qr_detok_stream_free(qr_detok_stream *s) {
     free(s);
 }
 
-const char *qr_detok_stream_push(qr_detok_stream *s, int32_t id, size_t *len) {
-    /* Drop what the previous call returned, keep the held-back tail. */
+static void drop_emitted(qr_detok_stream *s) {
+    if (s->emitted == 0) return;
     memmove(s->buf, s->buf + s->emitted, s->n - s->emitted);
     s->n -= s->emitted;
     s->emitted = 0;
+}
+
+const char *qr_detok_stream_push(qr_detok_stream *s, int32_t id, size_t *len) {
+    drop_emitted(s); /* what the previous call returned; the held-back tail stays */
     size_t pl;
     const char *p = qr_token_to_piece(s->t, id, s->unparse_special, &pl);
-    if (s->first && pl > 0) {
-        if (s->t->v.add_space_prefix && p[0] == ' ' && !(id == s->t->v.bos)) p++, pl--;
+    if (s->first) { /* as qr_detokenize: only the very first token loses its space */
+        if (s->t->v.add_space_prefix && pl > 0 && p[0] == ' ') p++, pl--;
         s->first = false;
     }
     if (s->n + pl + 1 > s->cap) {
@@ -258,8 +262,7 @@ const char *qr_detok_stream_push(qr_detok_stream *s, int32_t id, size_t *len) {
 }
 
 const char *qr_detok_stream_flush(qr_detok_stream *s, size_t *len) {
-    memmove(s->buf, s->buf + s->emitted, s->n - s->emitted);
-    s->n -= s->emitted;
+    drop_emitted(s);
     *len = s->n;
     s->emitted = s->n;
     s->first = true;

@@ -418,7 +418,7 @@ static int build_eog(qr_vocab *v, qr_error *err) {
         remove_eog(v, s_id);
         v->attr[s_id] = QR_ATTR_NORMAL;
     }
-    qsort(v->eog, v->n_eog, sizeof(int32_t), cmp_i32);
+    if (v->n_eog > 1) qsort(v->eog, v->n_eog, sizeof(int32_t), cmp_i32);
     return QR_OK;
 }
 
@@ -592,6 +592,20 @@ static int build_pieces(qr_vocab *v, qr_error *err) {
     return QR_OK;
 }
 
+/* True when every "▁" inside a token (not at its start) follows another "▁". */
+static bool no_inner_space_marks(const qr_vocab *v) {
+    static const char mark[3] = {'\xE2', '\x96', '\x81'};
+    for (int32_t i = 0; i < v->n_tokens; i++) {
+        size_t len;
+        const char *t = qr_vocab_text(v, i, &len);
+        for (size_t p = 1; p + 3 <= len; p++) {
+            if (memcmp(t + p, mark, 3) != 0) continue;
+            if (p < 3 || memcmp(t + p - 3, mark, 3) != 0) return false;
+        }
+    }
+    return true;
+}
+
 /* ---- public ------------------------------------------------------------------------- */
 
 static int load_flags(const qr_gguf *g, qr_vocab *v, qr_error *err) {
@@ -631,6 +645,7 @@ int qr_vocab_load(const qr_gguf *g, qr_vocab *v, qr_error *err) {
     if (build_pieces(v, err) != QR_OK) goto fail;
     if (apply_model_attrs(g, v, err) != QR_OK) goto fail;
     if (v->type == QR_VOCAB_SPM) {
+        v->spm_word_chunks = no_inner_space_marks(v);
         v->linefeed = qr_vocab_byte_token(v, '\n');
     } else if (v->type == QR_VOCAB_WPM) {
         v->linefeed = v->pad;
@@ -691,5 +706,5 @@ int32_t qr_vocab_byte_token(const qr_vocab *v, uint8_t byte) {
 }
 
 bool qr_vocab_is_eog(const qr_vocab *v, int32_t id) {
-    return id >= 0 && bsearch(&id, v->eog, v->n_eog, sizeof(int32_t), cmp_i32) != NULL;
+    return id >= 0 && v->n_eog > 0 && bsearch(&id, v->eog, v->n_eog, sizeof(int32_t), cmp_i32) != NULL;
 }

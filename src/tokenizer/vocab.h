@@ -78,6 +78,10 @@ typedef struct qr_vocab {
     bool clean_spaces;
     bool ignore_merges;
     bool norm_lowercase, norm_strip_accents;
+    /* SPM: no token holds "▁" right after another character (only at its start or in a
+     * run of "▁"), so no merge can cross into a word that starts with "▁": words can be
+     * merged one at a time with the same result (see spm.c). */
+    bool spm_word_chunks;
 
     int32_t *eog; /* sorted ids of end-of-generation tokens */
     size_t n_eog;

@@ -196,12 +196,19 @@ static void print_metadata(const printer *pr, const qr_gguf *g) {
         uint64_t len = qr_gguf_kv_at(g, i)->key.len;
         if ((int)len > width) width = len > 48 ? 48 : (int)len;
     }
+    int type_width = 8;
+    for (int64_t i = 0; i < n; i++) {
+        char type[48];
+        text_type(type, sizeof type, &qr_gguf_kv_at(g, i)->value);
+        if ((int)strlen(type) > type_width) type_width = (int)strlen(type);
+    }
     fprintf(pr->out, "\nmetadata: %" PRId64 " entries\n", n);
     for (int64_t i = 0; i < n; i++) {
         const qr_gguf_kv *kv = qr_gguf_kv_at(g, i);
         char type[48];
         text_type(type, sizeof type, &kv->value);
-        fprintf(pr->out, "  %-*.*s  %-14s ", width, (int)(kv->key.len > 200 ? 200 : kv->key.len), kv->key.ptr, type);
+        fprintf(pr->out, "  %-*.*s  %-*s  ", width, (int)(kv->key.len > 200 ? 200 : kv->key.len), kv->key.ptr,
+                type_width, type);
         print_value(pr, &kv->value);
         fputc('\n', pr->out);
     }
@@ -237,13 +244,19 @@ static void print_tensors(const printer *pr, const qr_gguf *g) {
         fputs(n ? "\n  ],\n" : "],\n", pr->out);
         return;
     }
-    fprintf(pr->out, "\ntensors: %" PRId64 "\n  %5s  %-32s %-7s %-22s %12s %12s\n", n, "#", "name", "type",
-            "shape", "bytes", "offset");
+    int width = 4;
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t len = qr_gguf_tensor_at(g, i)->name.len;
+        if ((int)len > width) width = len > 64 ? 64 : (int)len;
+    }
+    fprintf(pr->out, "\ntensors: %" PRId64 " (shape in ggml order, ne[0] first; offset within the data section)\n"
+                     "  %5s  %-*s  %-7s %-24s %12s %12s\n",
+            n, "#", width, "name", "type", "shape", "bytes", "offset");
     for (int64_t i = 0; i < n; i++) {
         const qr_gguf_tensor *t = qr_gguf_tensor_at(g, i);
         char shape[128];
         shape_str(shape, sizeof shape, t);
-        fprintf(pr->out, "  %5" PRId64 "  %-32.*s %-7s %-22s %12" PRIu64 " %12" PRIu64 "\n", i,
+        fprintf(pr->out, "  %5" PRId64 "  %-*.*s  %-7s %-24s %12" PRIu64 " %12" PRIu64 "\n", i, width,
                 (int)(t->name.len > 200 ? 200 : t->name.len), t->name.ptr, qr_type_name(t->type), shape,
                 t->n_bytes, t->offset);
     }

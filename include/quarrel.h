@@ -1,0 +1,150 @@
+/* quarrel: the public C API. This is the only header an application includes.
+ *
+ *   char err[256];
+ *   qr_model *m = qr_model_load("model.gguf", err, sizeof err);
+ *   qr_ctx_params cp = qr_ctx_default_params();
+ *   qr_ctx *c = qr_ctx_create(m, &cp, err, sizeof err);
+ *   // tokenize, qr_decode a batch of (token, position, sequence) rows,
+ *   // read qr_get_logits, pick a token with a qr_sampling, decode it, repeat.
+ *
+ * Conventions
+ *   - Functions that can fail take `char *err, size_t err_size` (err may be NULL) and
+ *     write a one-line message naming the file, key, tensor or parameter at fault; they
+ *     return NULL or a negative value on failure. Nothing aborts on bad input.
+ *   - A qr_model is immutable once loaded and may be shared by several contexts and
+ *     threads. A qr_ctx (KV cache, logits, thread pool) and a qr_sampling serve one
+ *     thread at a time.
+ *   - Results match llama.cpp's CPU backend token for token on greedy decoding
+ *     (docs/architecture.md, "The forward pass", explains the numerics).
+ * docs/api.md describes every function in more detail. */
+#ifndef QUARREL_H
+#define QUARREL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef int32_t qr_token;
+typedef struct qr_model qr_model;
+typedef struct qr_ctx qr_ctx;
+typedef struct qr_sampling qr_sampling;
+
+/* ---- Model ---------------------------------------------------------------------------- */
+
+/* Maps a GGUF file and checks it: architecture (llama, mistral, qwen2, gemma3), metadata,
+ * every tensor's shape and type, the tokenizer. */
+qr_model *qr_model_load(const char *path, char *err, size_t err_size);
+void qr_model_free(qr_model *m);
+
+const char *qr_model_arch(const qr_model *m);   /* "llama", "mistral", "qwen2", "gemma3" */
+int32_t qr_model_n_vocab(const qr_model *m);
+int32_t qr_model_n_ctx_train(const qr_model *m);
+int32_t qr_model_n_embd(const qr_model *m);
+int32_t qr_model_n_layer(const qr_model *m);
+
+/* ---- Tokens ----------------------------------------------------------------------------- */
+
+qr_token qr_model_bos(const qr_model *m);       /* -1 when the vocabulary has none */
+qr_token qr_model_eos(const qr_model *m);
+bool qr_model_add_bos(const qr_model *m);       /* the vocabulary asks for a leading BOS */
+bool qr_model_is_eog(const qr_model *m, qr_token t); /* end of generation (eos, eot, ...) */
+
+/* Tokenizes text[0..len) like llama.cpp's llama_tokenize. add_special adds BOS/EOS as the
+ * vocabulary asks; parse_special turns control-token texts into single tokens. Writes at
+ * most cap ids and returns the full count (call again with a bigger buffer when it
+ * exceeds cap), or -1 on error. */
+int32_t qr_model_tokenize(const qr_model *m, const char *text, size_t len, bool add_special,
+                          bool parse_special, qr_token *out, int32_t cap, char *err, size_t err_size);
+
+/* The bytes of one token (not NUL-terminated, maybe part of a UTF-8 character): writes at
+ * most cap bytes and returns the full length; 0 for control tokens unless `special`. */
+int32_t qr_model_token_to_piece(const qr_model *m, qr_token t, bool special, char *buf, int32_t cap);
+
+/* ---- Context ------------------------------------------------------------------------------ */
+
+typedef struct qr_ctx_params {
+    int32_t n_ctx;     /* KV cells = largest position + 1; 0 = min(training context, 4096) */
+    int32_t n_batch;   /* rows per forward step; larger batches are split (default 512) */
+    int32_t n_seq_max; /* sequence ids 0 .. n_seq_max-1 (default 1) */
+    int32_t n_threads; /* 0 = one per online CPU */
+    bool kv_f32;       /* F32 KV cache instead of llama.cpp's default F16 */
+} qr_ctx_params;
+
+qr_ctx_params qr_ctx_default_params(void);
+qr_ctx *qr_ctx_create(qr_model *m, const qr_ctx_params *p, char *err, size_t err_size);
+void qr_ctx_free(qr_ctx *c);
+int32_t qr_ctx_n_ctx(const qr_ctx *c);
+int32_t qr_ctx_n_threads(const qr_ctx *c);
+
+/* A batch of rows: row i feeds tokens[i] at position pos[i] of sequence seq_id[i]. A
+ * sequence's positions are contiguous from 0: a row's position may be at most the
+ * sequence's current length (qr_ctx_seq_len); a smaller one first drops the positions
+ * from there on. logits[i] != 0 asks for row i's logits; logits == NULL asks for the last
+ * row's only. pos == NULL means each sequence's current length onward; seq_id == NULL
+ * means sequence 0. */
+typedef struct qr_batch {
+    int32_t n_tokens;
+    const qr_token *tokens;
+    const int32_t *pos;
+    const int32_t *seq_id;
+    const int8_t *logits;
+} qr_batch;
+
+/* Runs the batch through the model (split into n_batch steps). Returns 0, or -1 with err
+ * set: a bad token id, sequence id, position gap, a position past n_ctx, or a stop
+ * requested by the activation callback. Each row's result is independent of the other
+ * rows in the batch. */
+int qr_decode(qr_ctx *c, const qr_batch *b, char *err, size_t err_size);
+
+/* n_vocab logits of row i of the last qr_decode (i = -1: the last row that asked for
+ * logits); NULL when that row did not ask. Valid until the next qr_decode. */
+const float *qr_get_logits(const qr_ctx *c, int32_t i);
+
+/* Positions held for seq_id, and dropping positions >= pos (0 empties the sequence). */
+int32_t qr_ctx_seq_len(const qr_ctx *c, int32_t seq_id);
+int qr_ctx_seq_truncate(qr_ctx *c, int32_t seq_id, int32_t pos, char *err, size_t err_size);
+
+/* Called after every op of the forward pass with its F32 output rows: layer is -1 for
+ * the embeddings ("embd"), the final norm ("result_norm") and the logits ("logits");
+ * per-layer ops are attn_norm, q, k, v, attn, attn_out, ffn_inp, ffn_norm, ffn_act,
+ * ffn_out, l_out. Return nonzero to stop the decode (qr_decode then fails naming the
+ * layer and op). NULL removes it. */
+typedef int (*qr_activation_cb)(void *user, int32_t layer, const char *op, const float *data,
+                                int64_t n_rows, int64_t n_cols);
+void qr_ctx_set_activation_callback(qr_ctx *c, qr_activation_cb cb, void *user);
+
+/* ---- Sampling ------------------------------------------------------------------------------- */
+
+/* llama.cpp's default chain: penalties -> top-k -> top-p -> min-p -> temperature -> draw;
+ * temperature 0 is greedy (highest logit, lowest id on ties). docs/sampler.md. */
+typedef struct qr_sampling_params {
+    float temperature;      /* default 0.8; 0 = greedy */
+    int32_t top_k;          /* default 40; <= 0 disables */
+    float top_p;            /* default 0.95; 1 disables */
+    float min_p;            /* default 0.05; 0 disables */
+    float repeat_penalty;   /* default 1 (off) */
+    float freq_penalty;     /* default 0 */
+    float presence_penalty; /* default 0 */
+    int32_t penalty_last_n; /* default 64 */
+    uint64_t seed;          /* default 0 */
+} qr_sampling_params;
+
+qr_sampling_params qr_sampling_default_params(void);
+qr_sampling *qr_sampling_create(const qr_model *m, const qr_sampling_params *p, char *err,
+                                size_t err_size);
+void qr_sampling_free(qr_sampling *s);
+/* Draws a token from row i's logits (as qr_get_logits); -1 with err set on failure. */
+qr_token qr_sampling_sample(qr_sampling *s, const qr_ctx *c, int32_t i, char *err, size_t err_size);
+/* Adds a token to the penalty window (prompt tokens too, to match llama.cpp). */
+void qr_sampling_accept(qr_sampling *s, qr_token t);
+void qr_sampling_reset(qr_sampling *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

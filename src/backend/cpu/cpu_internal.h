@@ -1,0 +1,55 @@
+/* Shared state of the CPU backend: the thread pool and grow-only scratch buffers, so
+ * that ops allocate nothing once the first batch of the largest size has run. */
+#ifndef QR_BACKEND_CPU_INTERNAL_H
+#define QR_BACKEND_CPU_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/backend.h"
+#include "core/threadpool.h"
+
+typedef struct qr_cpu_scratch {
+    void *ptr;
+    size_t cap;
+} qr_cpu_scratch;
+
+typedef struct qr_cpu_backend {
+    qr_threadpool *pool;
+    int n_threads;
+    qr_cpu_scratch act;        /* matmul activations in their paired format */
+    qr_cpu_scratch *per_thread; /* one per thread: a dequantized weight row, attention state */
+    uint16_t *gelu_f16;        /* 65536 entries: f16(gelu_tanh(f16 value i)), as ggml's table */
+} qr_cpu_backend;
+
+/* Fills the GELU table (called once by qr_backend_cpu_create). */
+void qr_cpu_gelu_table_init(uint16_t *table);
+
+/* Makes s hold at least n bytes (contents not kept); QR_ERR when memory runs out. */
+int qr_cpu_scratch_reserve(qr_cpu_scratch *s, size_t n, qr_error *err);
+/* Every thread's scratch at least n bytes. */
+int qr_cpu_reserve_per_thread(qr_cpu_backend *cb, size_t n, qr_error *err);
+
+int qr_cpu_matmul(qr_backend *be, qr_type wtype, const void *w, int64_t n_in, int64_t n_out,
+                  const float *x, int64_t n_rows, float *y, qr_error *err);
+int qr_cpu_get_rows(qr_backend *be, qr_type wtype, const void *w, int64_t n_in, const int32_t *ids,
+                    int64_t n_rows, float scale, float *out, qr_error *err);
+void qr_cpu_rmsnorm(qr_backend *be, const float *x, const float *w, int64_t n_rows, int64_t dim,
+                    float eps, float *y);
+void qr_cpu_rope(qr_backend *be, float *x, int64_t n_rows, int64_t n_head, int64_t head_dim,
+                 const int32_t *pos, const qr_rope_args *a);
+int qr_cpu_attention(qr_backend *be, const qr_attn_args *a, qr_error *err);
+void qr_cpu_glu(qr_backend *be, qr_glu_kind kind, const float *gate, const float *up, float *out,
+                int64_t n);
+
+/* Dot products in llama.cpp's x86 summation orders (cpu_ggml_dots.c): the matmul order
+ * (tinyBLAS when n % 16 == 0, else ggml_vec_dot_f32), ggml_vec_dot_f32 itself, and
+ * ggml_vec_dot_f16 (F16 inputs, double tail). Fixed per length: batch-invariant. */
+float qr_cpu_dot_f32(const float *a, const float *b, int64_t n);
+float qr_cpu_dot_f32_gemm(const float *a, const float *b, int64_t n);
+float qr_cpu_dot_f32_vec(const float *a, const float *b, int64_t n);
+float qr_cpu_dot_f16(const uint16_t *a, const uint16_t *b, int64_t n);
+/* ggml_v_expf: the vectorized exp approximation ggml's SiLU uses. */
+float qr_cpu_ggml_expf(float x);
+
+#endif

@@ -1,0 +1,249 @@
+/* Matrix times activations, the way llama.cpp's CPU backend pairs formats.
+ *
+ * Activations are first converted to the weight type's vec_dot_type (MODELS.md section
+ * 4): Q8_0 / Q8_1 with the x86 rounding (scale 127/amax, round half to even), Q8_K with
+ * the reference rounding, F16 or BF16 by round-to-nearest-even. Weights of the 32-element
+ * formats then meet those activations in exact integer block sums scaled by the two fp16
+ * scales (Q4_1/Q5_1 add min * s with s the fp16 sum of the activation block), as ggml's
+ * kernels do. K-quants, IQ4_XS, F16 and BF16 weights are dequantized row by row and dotted
+ * in float with the converted activations: the same products up to float rounding.
+ *
+ * Work is split over output features; each output is one dot in a fixed order, so a
+ * row's result does not depend on the batch it is in or on the thread count. */
+#include <math.h>
+#include <string.h>
+
+#include "backend/cpu/cpu_internal.h"
+#include "core/fp16.h"
+#include "quant/blocks.h"
+#include "quant/quant.h"
+
+/* ---- Activation conversion --------------------------------------------------------------- */
+
+/* Q8_0 / Q8_1 activations as integers plus their scales, one block of 32 at a time. */
+typedef struct q8_rows {
+    int8_t *q;  /* [n_rows][n_in] */
+    float *d;   /* [n_rows][n_in/32]: fp16 scale, widened */
+    float *s;   /* [n_rows][n_in/32]: fp16 d*sum(q), widened (Q8_1) */
+} q8_rows;
+
+/* ggml's x86 quantize_row_q8_0/q8_1: d = amax/127 stored as fp16, values multiplied by
+ * 127/amax and rounded half to even (ggml/src/ggml-cpu/arch/x86/quants.c). */
+static void quantize_q8_block(const float *x, int8_t *q, float *d_out, float *s_out) {
+    float amax = 0.0f;
+    for (int j = 0; j < QR_QK; j++) {
+        float a = fabsf(x[j]);
+        amax = a > amax ? a : amax;
+    }
+    const float d = amax / 127.f;
+    const float id = amax != 0.0f ? 127.f / amax : 0.0f;
+    int sum = 0;
+    for (int j = 0; j < QR_QK; j++) {
+        int v = (int)nearbyintf(x[j] * id);
+        q[j] = (int8_t)v;
+        sum += v;
+    }
+    *d_out = qr_f16_to_f32(qr_f32_to_f16(d));
+    *s_out = qr_f16_to_f32(qr_f32_to_f16(d * (float)sum));
+}
+
+static void convert_q8(const float *x, int64_t n_rows, int64_t n_in, q8_rows *out) {
+    const int64_t nb = n_in / QR_QK;
+    for (int64_t r = 0; r < n_rows; r++) {
+        for (int64_t b = 0; b < nb; b++) {
+            quantize_q8_block(x + r * n_in + b * QR_QK, out->q + r * n_in + b * QR_QK,
+                              out->d + r * nb + b, out->s + r * nb + b);
+        }
+    }
+}
+
+/* F16 / BF16 / Q8_K activations are kept as the float values they stand for. */
+static int convert_float(qr_type vt, const float *x, int64_t n_rows, int64_t n_in, float *out,
+                         qr_error *err) {
+    const int64_t n = n_rows * n_in;
+    if (vt == QR_TYPE_F16) {
+        for (int64_t i = 0; i < n; i++) out[i] = qr_f16_to_f32(qr_f32_to_f16(x[i]));
+    } else if (vt == QR_TYPE_BF16) {
+        for (int64_t i = 0; i < n; i++) out[i] = qr_bf16_to_f32(qr_f32_to_bf16(x[i]));
+    } else {
+        qr_block_q8_k blk[1];
+        for (int64_t i = 0; i < n; i += QR_QK_K) {
+            if (qr_quantize_row(QR_TYPE_Q8_K, x + i, blk, QR_QK_K, err) != QR_OK) return QR_ERR;
+            if (qr_dequantize_row(QR_TYPE_Q8_K, blk, out + i, QR_QK_K, err) != QR_OK) return QR_ERR;
+        }
+    }
+    return QR_OK;
+}
+
+/* ---- 32-element weight blocks as integers ------------------------------------------------- */
+
+static const int8_t IQ4NL_VALUES[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                        1,    13,   25,  38,  53,  69,  89,  113};
+
+static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+
+/* Unpacks one block to 32 signed integers q, its scale d and (Q4_1/Q5_1) min m, such
+ * that element j = d*q[j] + m. Returns the block size in bytes. */
+static size_t unpack_block32(qr_type t, const uint8_t *b, int8_t q[32], float *d, float *m) {
+    *d = qr_f16_to_f32(rd16(b));
+    *m = 0.0f;
+    switch (t) {
+    case QR_TYPE_Q4_0:
+        for (int j = 0; j < 16; j++) {
+            q[j] = (int8_t)((b[2 + j] & 15) - 8);
+            q[j + 16] = (int8_t)((b[2 + j] >> 4) - 8);
+        }
+        return 18;
+    case QR_TYPE_Q4_1:
+        *m = qr_f16_to_f32(rd16(b + 2));
+        for (int j = 0; j < 16; j++) {
+            q[j] = (int8_t)(b[4 + j] & 15);
+            q[j + 16] = (int8_t)(b[4 + j] >> 4);
+        }
+        return 20;
+    case QR_TYPE_Q5_0:
+    case QR_TYPE_Q5_1: {
+        const int one = t == QR_TYPE_Q5_1;
+        if (one) *m = qr_f16_to_f32(rd16(b + 2));
+        const uint8_t *qhp = b + 2 + 2 * one;
+        const uint32_t qh = (uint32_t)qhp[0] | (uint32_t)qhp[1] << 8 | (uint32_t)qhp[2] << 16 |
+                            (uint32_t)qhp[3] << 24;
+        const uint8_t *qs = qhp + 4;
+        const int off = one ? 0 : 16;
+        for (int j = 0; j < 16; j++) {
+            const int h0 = (int)((qh >> j) << 4) & 0x10;
+            const int h1 = (int)(qh >> (j + 12)) & 0x10;
+            q[j] = (int8_t)(((qs[j] & 15) | h0) - off);
+            q[j + 16] = (int8_t)(((qs[j] >> 4) | h1) - off);
+        }
+        return one ? 24 : 22;
+    }
+    case QR_TYPE_Q8_0:
+        memcpy(q, b + 2, 32);
+        return 34;
+    case QR_TYPE_IQ4_NL:
+        for (int j = 0; j < 16; j++) {
+            q[j] = IQ4NL_VALUES[b[2 + j] & 15];
+            q[j + 16] = IQ4NL_VALUES[b[2 + j] >> 4];
+        }
+        return 18;
+    default:
+        return 0;
+    }
+}
+
+/* ---- The job ---------------------------------------------------------------------------------- */
+
+typedef struct mm_job {
+    qr_cpu_backend *cb;
+    qr_type wtype, vtype;
+    const uint8_t *w;
+    size_t row_bytes;
+    int64_t n_in, n_out, n_rows;
+    const float *xf;  /* float activations (F32/F16/BF16/Q8_K paths) */
+    q8_rows xq;       /* integer activations (Q8_0/Q8_1 paths) */
+    float *y;
+} mm_job;
+
+static void mm_rows_q8(const mm_job *j, int64_t o0, int64_t o1) {
+    const int64_t nb = j->n_in / QR_QK;
+    int8_t q[32];
+    for (int64_t o = o0; o < o1; o++) {
+        const uint8_t *wrow = j->w + (size_t)o * j->row_bytes;
+        for (int64_t r = 0; r < j->n_rows; r++) {
+            const int8_t *qy = j->xq.q + r * j->n_in;
+            const float *dy = j->xq.d + r * nb, *sy = j->xq.s + r * nb;
+            const uint8_t *b = wrow;
+            float sum = 0.0f;
+            for (int64_t ib = 0; ib < nb; ib++) {
+                float d, m;
+                b += unpack_block32(j->wtype, b, q, &d, &m);
+                int isum = 0;
+                for (int k = 0; k < 32; k++) isum += q[k] * qy[ib * 32 + k];
+                sum += (d * dy[ib]) * (float)isum + m * sy[ib];
+            }
+            j->y[r * j->n_out + o] = sum;
+        }
+    }
+}
+
+static void mm_rows_float(const mm_job *j, int64_t o0, int64_t o1, int tid) {
+    float *wbuf = j->cb->per_thread[tid].ptr;
+    for (int64_t o = o0; o < o1; o++) {
+        const void *src = j->w + (size_t)o * j->row_bytes;
+        const float *wrow = src;
+        if (j->wtype != QR_TYPE_F32) {
+            /* Cannot fail: the type and length were checked before the job started. */
+            qr_dequantize_row(j->wtype, src, wbuf, j->n_in, NULL);
+            wrow = wbuf;
+        }
+        for (int64_t r = 0; r < j->n_rows; r++) {
+            j->y[r * j->n_out + o] = (j->n_rows >= 2 && j->n_in % 16 == 0 && j->n_out % 4 == 0) ? qr_cpu_dot_f32_gemm(wrow, j->xf + r * j->n_in, j->n_in) : qr_cpu_dot_f32_vec(wrow, j->xf + r * j->n_in, j->n_in);
+        }
+    }
+}
+
+static void mm_worker(void *ctx, int64_t begin, int64_t end, int tid) {
+    const mm_job *j = ctx;
+    if (j->vtype == QR_TYPE_Q8_0 || j->vtype == QR_TYPE_Q8_1) {
+        mm_rows_q8(j, begin, end);
+    } else {
+        mm_rows_float(j, begin, end, tid);
+    }
+}
+
+static int check_weight(qr_type wtype, int64_t n_in, qr_type *vt, qr_error *err) {
+    *vt = qr_backend_vec_dot_type(wtype);
+    const qr_type_traits *tr = qr_type_get_traits(wtype);
+    if (*vt == QR_TYPE_COUNT || !tr) {
+        return qr_fail(err, "matmul: weight type %s is not supported", tr ? tr->name : "?");
+    }
+    const int64_t blk = *vt == QR_TYPE_Q8_K ? QR_QK_K : (*vt == QR_TYPE_Q8_0 || *vt == QR_TYPE_Q8_1) ? QR_QK : 1;
+    if (n_in % tr->block_size != 0 || n_in % blk != 0) {
+        return qr_fail(err, "matmul: row length %lld is not a multiple of the %s block", (long long)n_in, tr->name);
+    }
+    return QR_OK;
+}
+
+int qr_cpu_matmul(qr_backend *be, qr_type wtype, const void *w, int64_t n_in, int64_t n_out,
+                  const float *x, int64_t n_rows, float *y, qr_error *err) {
+    qr_cpu_backend *cb = be->impl;
+    mm_job j = {.cb = cb, .wtype = wtype, .w = w, .n_in = n_in, .n_out = n_out, .n_rows = n_rows, .y = y};
+    if (check_weight(wtype, n_in, &j.vtype, err) != QR_OK) return QR_ERR;
+    j.row_bytes = qr_type_row_size(qr_type_get_traits(wtype), n_in);
+    if (j.vtype == QR_TYPE_Q8_0 || j.vtype == QR_TYPE_Q8_1) {
+        const int64_t nb = n_rows * (n_in / QR_QK);
+        size_t need = (size_t)nb * 2 * sizeof(float) + (size_t)(n_rows * n_in);
+        if (qr_cpu_scratch_reserve(&cb->act, need, err) != QR_OK) return QR_ERR;
+        j.xq.d = cb->act.ptr;
+        j.xq.s = j.xq.d + nb;
+        j.xq.q = (int8_t *)(j.xq.s + nb);
+        convert_q8(x, n_rows, n_in, &j.xq);
+    } else if (j.vtype == QR_TYPE_F32) {
+        j.xf = x;
+    } else {
+        if (qr_cpu_scratch_reserve(&cb->act, (size_t)(n_rows * n_in) * sizeof(float), err) != QR_OK) return QR_ERR;
+        if (convert_float(j.vtype, x, n_rows, n_in, cb->act.ptr, err) != QR_OK) return QR_ERR;
+        j.xf = cb->act.ptr;
+        if (qr_cpu_reserve_per_thread(cb, (size_t)n_in * sizeof(float), err) != QR_OK) return QR_ERR;
+    }
+    const int64_t grain = n_out / (cb->n_threads * 8) > 4 ? n_out / (cb->n_threads * 8) : 4;
+    qr_threadpool_parallel_for(cb->pool, n_out, grain, mm_worker, &j);
+    return QR_OK;
+}
+
+int qr_cpu_get_rows(qr_backend *be, qr_type wtype, const void *w, int64_t n_in, const int32_t *ids,
+                    int64_t n_rows, float scale, float *out, qr_error *err) {
+    (void)be;
+    const qr_type_traits *tr = qr_type_get_traits(wtype);
+    if (!tr) return qr_fail(err, "get_rows: unsupported type %d", (int)wtype);
+    const size_t row_bytes = qr_type_row_size(tr, n_in);
+    for (int64_t r = 0; r < n_rows; r++) {
+        const uint8_t *src = (const uint8_t *)w + (size_t)ids[r] * row_bytes;
+        if (qr_dequantize_row(wtype, src, out + r * n_in, n_in, err) != QR_OK) return QR_ERR;
+        if (scale != 1.0f) {
+            for (int64_t i = 0; i < n_in; i++) out[r * n_in + i] *= scale;
+        }
+    }
+    return QR_OK;
+}

@@ -1,0 +1,314 @@
+/* The public API (include/quarrel.h) over the internal modules: model, KV cache,
+ * forward pass, sampler. */
+#include "quarrel.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "core/threadpool.h"
+#include "engine/forward.h"
+#include "engine/kv_cache.h"
+#include "engine/sampler.h"
+#include "model/model.h"
+
+struct qr_ctx {
+    qr_model *m;
+    qr_backend *be;
+    qr_kv_cache *kv;
+    qr_forward *fwd;
+    int32_t n_ctx, n_batch, n_threads;
+    float *logits;         /* rows that asked, in row order */
+    size_t logits_cap;     /* floats */
+    int32_t *logit_row;    /* row of the last batch -> index into logits, or -1 */
+    int32_t n_rows_last;
+    int32_t last_logit_row;
+    size_t row_cap;
+};
+
+struct qr_sampling {
+    qr_sampler *s;
+};
+
+static void set_err(char *err, size_t n, const qr_error *e) {
+    if (err && n > 0) snprintf(err, n, "%s", e->msg);
+}
+
+/* ---- Model ------------------------------------------------------------------------------- */
+
+qr_model *qr_model_load(const char *path, char *err, size_t err_size) {
+    qr_error e = {{0}};
+    qr_model *m = NULL;
+    if (!path) {
+        qr_fail(&e, "model path is NULL");
+    } else if (qr_model_open(path, &m, &e) == QR_OK) {
+        return m;
+    }
+    set_err(err, err_size, &e);
+    return NULL;
+}
+
+void qr_model_free(qr_model *m) { qr_model_close(m); }
+const char *qr_model_arch(const qr_model *m) { return m->desc.arch->name; }
+int32_t qr_model_n_vocab(const qr_model *m) { return (int32_t)m->desc.hp.n_vocab; }
+int32_t qr_model_n_ctx_train(const qr_model *m) { return (int32_t)m->desc.hp.n_ctx; }
+int32_t qr_model_n_embd(const qr_model *m) { return (int32_t)m->desc.hp.n_embd; }
+int32_t qr_model_n_layer(const qr_model *m) { return (int32_t)m->desc.hp.n_layer; }
+qr_token qr_model_bos(const qr_model *m) { return qr_tokenizer_bos(m->tok); }
+qr_token qr_model_eos(const qr_model *m) { return qr_tokenizer_eos(m->tok); }
+bool qr_model_add_bos(const qr_model *m) { return qr_tokenizer_add_bos(m->tok); }
+bool qr_model_is_eog(const qr_model *m, qr_token t) { return qr_tokenizer_is_eog(m->tok, t); }
+
+int32_t qr_model_tokenize(const qr_model *m, const char *text, size_t len, bool add_special,
+                          bool parse_special, qr_token *out, int32_t cap, char *err, size_t err_size) {
+    qr_error e = {{0}};
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (qr_tokenize(m->tok, text, len, add_special, parse_special, &ids, &n, &e) != QR_OK) {
+        set_err(err, err_size, &e);
+        return -1;
+    }
+    if (n > INT32_MAX) {
+        free(ids);
+        qr_fail(&e, "text yields too many tokens");
+        set_err(err, err_size, &e);
+        return -1;
+    }
+    for (size_t i = 0; i < n && (int64_t)i < cap; i++) out[i] = ids[i];
+    free(ids);
+    return (int32_t)n;
+}
+
+int32_t qr_model_token_to_piece(const qr_model *m, qr_token t, bool special, char *buf, int32_t cap) {
+    size_t len = 0;
+    const char *p = qr_token_to_piece(m->tok, t, special, &len);
+    if (buf && cap > 0) memcpy(buf, p, len < (size_t)cap ? len : (size_t)cap);
+    return (int32_t)len;
+}
+
+/* ---- Context -------------------------------------------------------------------------------- */
+
+qr_ctx_params qr_ctx_default_params(void) {
+    qr_ctx_params p = {.n_ctx = 0, .n_batch = 512, .n_seq_max = 1, .n_threads = 0, .kv_f32 = false};
+    return p;
+}
+
+static int check_ctx_params(const qr_model *m, const qr_ctx_params *p, qr_ctx_params *out, qr_error *e) {
+    *out = *p;
+    if (p->n_ctx < 0) return qr_fail(e, "n_ctx must be >= 0 (got %d)", p->n_ctx);
+    if (p->n_batch < 1) return qr_fail(e, "n_batch must be >= 1 (got %d)", p->n_batch);
+    if (p->n_seq_max < 1) return qr_fail(e, "n_seq_max must be >= 1 (got %d)", p->n_seq_max);
+    if (p->n_threads < 0 || p->n_threads > 1024) return qr_fail(e, "n_threads must be in 0..1024 (got %d)", p->n_threads);
+    if (out->n_ctx == 0) {
+        const int32_t train = (int32_t)m->desc.hp.n_ctx;
+        out->n_ctx = train < 4096 ? train : 4096;
+    }
+    if (out->n_batch > out->n_ctx) out->n_batch = out->n_ctx;
+    if (out->n_threads == 0) out->n_threads = qr_threadpool_default_threads();
+    return QR_OK;
+}
+
+qr_ctx *qr_ctx_create(qr_model *m, const qr_ctx_params *p, char *err, size_t err_size) {
+    qr_error e = {{0}};
+    qr_ctx_params cp;
+    qr_ctx *c = NULL;
+    if (!m || !p) {
+        qr_fail(&e, "qr_ctx_create: model and params must not be NULL");
+        goto fail;
+    }
+    if (check_ctx_params(m, p, &cp, &e) != QR_OK) goto fail;
+    c = calloc(1, sizeof *c);
+    if (!c) {
+        qr_fail(&e, "out of memory");
+        goto fail;
+    }
+    c->m = m;
+    c->n_ctx = cp.n_ctx;
+    c->n_batch = cp.n_batch;
+    c->n_threads = cp.n_threads;
+    c->last_logit_row = -1;
+    qr_kv_params kp = {.n_ctx = cp.n_ctx, .n_seq_max = cp.n_seq_max, .max_batch = cp.n_batch, .f32 = cp.kv_f32};
+    if (qr_backend_cpu_create(cp.n_threads, &c->be, &e) != QR_OK) goto fail;
+    if (qr_kv_create(&m->desc, &kp, &c->kv, &e) != QR_OK) goto fail;
+    if (qr_forward_create(m, c->be, cp.n_batch, cp.n_ctx, &c->fwd, &e) != QR_OK) goto fail;
+    return c;
+fail:
+    qr_ctx_free(c);
+    set_err(err, err_size, &e);
+    return NULL;
+}
+
+void qr_ctx_free(qr_ctx *c) {
+    if (!c) return;
+    qr_forward_free(c->fwd);
+    qr_kv_free(c->kv);
+    qr_backend_destroy(c->be);
+    free(c->logits);
+    free(c->logit_row);
+    free(c);
+}
+
+int32_t qr_ctx_n_ctx(const qr_ctx *c) { return c->n_ctx; }
+int32_t qr_ctx_n_threads(const qr_ctx *c) { return c->n_threads; }
+int32_t qr_ctx_seq_len(const qr_ctx *c, int32_t seq_id) { return qr_kv_seq_len(c->kv, seq_id); }
+
+int qr_ctx_seq_truncate(qr_ctx *c, int32_t seq_id, int32_t pos, char *err, size_t err_size) {
+    qr_error e = {{0}};
+    if (qr_kv_seq_truncate(c->kv, seq_id, pos, &e) != QR_OK) {
+        set_err(err, err_size, &e);
+        return -1;
+    }
+    return 0;
+}
+
+void qr_ctx_set_activation_callback(qr_ctx *c, qr_activation_cb cb, void *user) {
+    qr_forward_set_observer(c->fwd, cb, user);
+}
+
+/* ---- Decode ------------------------------------------------------------------------------------ */
+
+typedef struct rows {
+    int32_t *pos, *seq;
+    int8_t *want;
+} rows;
+
+/* Fills in defaults (positions continuing each sequence, sequence 0, last-row logits)
+ * and sizes the logits buffer. */
+static int prepare_rows(qr_ctx *c, const qr_batch *b, rows *r, int32_t *n_want, qr_error *e) {
+    const int32_t n = b->n_tokens;
+    r->pos = malloc((size_t)n * sizeof *r->pos);
+    r->seq = malloc((size_t)n * sizeof *r->seq);
+    r->want = malloc((size_t)n);
+    if (!r->pos || !r->seq || !r->want) return qr_fail(e, "out of memory");
+    const int32_t n_seq = qr_kv_n_seq_max(c->kv);
+    *n_want = 0;
+    for (int32_t i = 0; i < n; i++) {
+        r->seq[i] = b->seq_id ? b->seq_id[i] : 0;
+        if (r->seq[i] < 0 || r->seq[i] >= n_seq) {
+            return qr_fail(e, "batch row %d: sequence id %d is out of range [0, %d)", i, r->seq[i], n_seq);
+        }
+        if (b->pos) {
+            r->pos[i] = b->pos[i];
+        } else {
+            int32_t p = qr_kv_seq_len(c->kv, r->seq[i]);
+            for (int32_t j = 0; j < i; j++) p += r->seq[j] == r->seq[i];
+            r->pos[i] = p;
+        }
+        r->want[i] = (int8_t)(b->logits ? b->logits[i] != 0 : i == n - 1);
+        *n_want += r->want[i];
+    }
+    return QR_OK;
+}
+
+static int size_outputs(qr_ctx *c, int32_t n_rows, int32_t n_want, qr_error *e) {
+    const size_t need = (size_t)n_want * (size_t)c->m->desc.hp.n_vocab;
+    if (need > c->logits_cap) {
+        free(c->logits);
+        c->logits = malloc(need * sizeof(float));
+        c->logits_cap = c->logits ? need : 0;
+        if (!c->logits) return qr_fail(e, "out of memory for %d rows of logits", n_want);
+    }
+    if ((size_t)n_rows > c->row_cap) {
+        free(c->logit_row);
+        c->logit_row = malloc((size_t)n_rows * sizeof *c->logit_row);
+        c->row_cap = c->logit_row ? (size_t)n_rows : 0;
+        if (!c->logit_row) return qr_fail(e, "out of memory");
+    }
+    return QR_OK;
+}
+
+static int run_steps(qr_ctx *c, const qr_batch *b, const rows *r, qr_error *e) {
+    const int64_t n_vocab = c->m->desc.hp.n_vocab;
+    int32_t out_i = 0;
+    for (int32_t i0 = 0; i0 < b->n_tokens; i0 += c->n_batch) {
+        const int32_t n = b->n_tokens - i0 < c->n_batch ? b->n_tokens - i0 : c->n_batch;
+        qr_fwd_batch fb = {n, b->tokens + i0, r->pos + i0, r->seq + i0, r->want + i0};
+        if (qr_forward_run(c->fwd, c->kv, &fb, c->logits + (size_t)out_i * n_vocab, e) != QR_OK) {
+            return qr_fail_prefix(e, "decoding rows %d..%d: ", i0, i0 + n - 1);
+        }
+        for (int32_t i = i0; i < i0 + n; i++) {
+            c->logit_row[i] = r->want[i] ? out_i++ : -1;
+            if (r->want[i]) c->last_logit_row = i;
+        }
+    }
+    return QR_OK;
+}
+
+int qr_decode(qr_ctx *c, const qr_batch *b, char *err, size_t err_size) {
+    qr_error e = {{0}};
+    rows r = {0};
+    int32_t n_want = 0;
+    int rc = QR_ERR;
+    c->n_rows_last = 0;
+    c->last_logit_row = -1;
+    if (!b || b->n_tokens < 1 || !b->tokens) {
+        qr_fail(&e, "batch is empty");
+    } else if (prepare_rows(c, b, &r, &n_want, &e) == QR_OK && size_outputs(c, b->n_tokens, n_want, &e) == QR_OK) {
+        for (int32_t i = 0; i < b->n_tokens; i++) c->logit_row[i] = -1;
+        c->n_rows_last = b->n_tokens;
+        rc = run_steps(c, b, &r, &e);
+    }
+    free(r.pos);
+    free(r.seq);
+    free(r.want);
+    if (rc != QR_OK) {
+        c->last_logit_row = -1;
+        set_err(err, err_size, &e);
+        return -1;
+    }
+    return 0;
+}
+
+const float *qr_get_logits(const qr_ctx *c, int32_t i) {
+    if (i == -1) i = c->last_logit_row;
+    if (i < 0 || i >= c->n_rows_last || c->logit_row[i] < 0) return NULL;
+    return c->logits + (size_t)c->logit_row[i] * c->m->desc.hp.n_vocab;
+}
+
+/* ---- Sampling ---------------------------------------------------------------------------------- */
+
+qr_sampling_params qr_sampling_default_params(void) {
+    qr_sampler_params d = qr_sampler_params_default();
+    qr_sampling_params p = {d.temperature, d.top_k, d.top_p, d.min_p, d.repeat_penalty,
+                            d.freq_penalty, d.presence_penalty, d.penalty_last_n, d.seed};
+    return p;
+}
+
+qr_sampling *qr_sampling_create(const qr_model *m, const qr_sampling_params *p, char *err,
+                                size_t err_size) {
+    qr_error e = {{0}};
+    qr_sampler_params sp = {p->temperature, p->top_k, p->top_p, p->min_p, p->repeat_penalty,
+                            p->freq_penalty, p->presence_penalty, p->penalty_last_n, p->seed};
+    qr_sampling *s = calloc(1, sizeof *s);
+    if (!s) {
+        qr_fail(&e, "out of memory");
+    } else if ((s->s = qr_sampler_create(&sp, (int32_t)m->desc.hp.n_vocab, &e)) != NULL) {
+        return s;
+    }
+    free(s);
+    set_err(err, err_size, &e);
+    return NULL;
+}
+
+void qr_sampling_free(qr_sampling *s) {
+    if (!s) return;
+    qr_sampler_free(s->s);
+    free(s);
+}
+
+qr_token qr_sampling_sample(qr_sampling *s, const qr_ctx *c, int32_t i, char *err, size_t err_size) {
+    qr_error e = {{0}};
+    const float *logits = qr_get_logits(c, i);
+    if (!logits) {
+        qr_fail(&e, "row %d of the last batch has no logits", i);
+        set_err(err, err_size, &e);
+        return -1;
+    }
+    qr_token t = qr_sampler_sample(s->s, logits, &e);
+    if (t < 0) set_err(err, err_size, &e);
+    return t;
+}
+
+void qr_sampling_accept(qr_sampling *s, qr_token t) { qr_sampler_accept(s->s, t, NULL); }
+void qr_sampling_reset(qr_sampling *s) { qr_sampler_reset(s->s); }

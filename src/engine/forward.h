@@ -1,0 +1,47 @@
+/* The forward pass: one batch of (token, position, sequence) rows through every layer,
+ * written once against the backend op table and driven by the model's descriptor.
+ *
+ * Each row's arithmetic is independent of the other rows (batch-invariant): the same
+ * token at the same position of the same history gives bit-identical logits whether it
+ * is decoded alone or among other rows. */
+#ifndef QR_ENGINE_FORWARD_H
+#define QR_ENGINE_FORWARD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend/backend.h"
+#include "core/error.h"
+#include "engine/kv_cache.h"
+#include "model/model.h"
+
+typedef struct qr_fwd_batch {
+    int32_t n_rows;
+    const int32_t *tokens;
+    const int32_t *pos;
+    const int32_t *seq;
+    const int8_t *want_logits; /* NULL = only the last row */
+} qr_fwd_batch;
+
+/* Called after every op with its output rows; layer is -1 for the embedding, final norm
+ * and logits. Return nonzero to stop the pass (it then fails with a message naming the
+ * layer and op). */
+typedef int (*qr_fwd_observer)(void *user, int32_t layer, const char *op, const float *data,
+                               int64_t n_rows, int64_t n_cols);
+
+typedef struct qr_forward qr_forward;
+
+/* Workspace for batches of up to max_batch rows over a KV cache of n_ctx positions. */
+int qr_forward_create(const qr_model *m, qr_backend *be, int32_t max_batch, int32_t n_ctx,
+                      qr_forward **out, qr_error *err);
+void qr_forward_free(qr_forward *f);
+void qr_forward_set_observer(qr_forward *f, qr_fwd_observer fn, void *user);
+
+/* Runs the batch, storing K/V in kv, and writes n_vocab logits for each row that wants
+ * them, in row order, to logits (caller-sized: rows wanted x n_vocab). Invalid rows
+ * (token out of range, bad sequence id, position gap or past the context) fail before
+ * anything is computed and leave kv as it was. */
+int qr_forward_run(qr_forward *f, qr_kv_cache *kv, const qr_fwd_batch *b, float *logits,
+                   qr_error *err);
+
+#endif
