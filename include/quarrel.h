@@ -72,6 +72,10 @@ typedef struct qr_ctx_params {
     int32_t n_seq_max; /* sequence ids 0 .. n_seq_max-1 (default 1) */
     int32_t n_threads; /* 0 = one per online CPU */
     bool kv_f32;       /* F32 KV cache instead of llama.cpp's default F16 */
+    bool batch_invariant; /* every row summed in one fixed order whatever its batch, so
+                             a row's logits never depend on the other rows (servers);
+                             default false: prompt batches use llama.cpp's prompt order,
+                             which reproduces its logits bit for bit on F32/F16 models */
 } qr_ctx_params;
 
 qr_ctx_params qr_ctx_default_params(void);

@@ -61,7 +61,7 @@ typedef struct qr_backend_ops {
     const char *name;
     void (*destroy)(qr_backend *be);
     /* y[r][o] = W[o] . x[r] for r < n_rows, o < n_out. W is {n_in, n_out} in wtype,
-     * row-major by output. */
+     * row-major by output. Summation order: see qr_backend.batch_invariant. */
     int (*matmul)(qr_backend *be, qr_type wtype, const void *w, int64_t n_in, int64_t n_out,
                   const float *x, int64_t n_rows, float *y, qr_error *err);
     /* out[r] = row ids[r] of W (dequantized) times scale. */
@@ -82,6 +82,11 @@ typedef struct qr_backend_ops {
 struct qr_backend {
     const qr_backend_ops *ops;
     void *impl;
+    /* false (default): a matmul over 2+ rows sums in the order llama.cpp's prompt path
+     * uses and a single row in its decode order, so logits match llama.cpp bit for bit
+     * on F32/F16 models. true: every row uses the decode order whatever the batch, so a
+     * row's result never depends on the batch it is in (what a server promises). */
+    bool batch_invariant;
 };
 
 /* The CPU backend with n_threads threads (>= 1). */

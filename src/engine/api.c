@@ -90,7 +90,8 @@ int32_t qr_model_token_to_piece(const qr_model *m, qr_token t, bool special, cha
 /* ---- Context -------------------------------------------------------------------------------- */
 
 qr_ctx_params qr_ctx_default_params(void) {
-    qr_ctx_params p = {.n_ctx = 0, .n_batch = 512, .n_seq_max = 1, .n_threads = 0, .kv_f32 = false};
+    qr_ctx_params p = {.n_ctx = 0, .n_batch = 512, .n_seq_max = 1, .n_threads = 0, .kv_f32 = false,
+                       .batch_invariant = false};
     return p;
 }
 
@@ -130,6 +131,7 @@ qr_ctx *qr_ctx_create(qr_model *m, const qr_ctx_params *p, char *err, size_t err
     c->last_logit_row = -1;
     qr_kv_params kp = {.n_ctx = cp.n_ctx, .n_seq_max = cp.n_seq_max, .max_batch = cp.n_batch, .f32 = cp.kv_f32};
     if (qr_backend_cpu_create(cp.n_threads, &c->be, &e) != QR_OK) goto fail;
+    c->be->batch_invariant = cp.batch_invariant;
     if (qr_kv_create(&m->desc, &kp, &c->kv, &e) != QR_OK) goto fail;
     if (qr_forward_create(m, c->be, cp.n_batch, cp.n_ctx, &c->fwd, &e) != QR_OK) goto fail;
     return c;

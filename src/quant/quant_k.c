@@ -7,6 +7,15 @@
 #include <math.h>
 #include <string.h>
 
+/* Bit-exactness with llama.cpp needs every a*b+c rounded twice, as written: no FMA
+ * contraction even when the build enables FMA. Clang contracts by default unless told;
+ * GCC does not in ISO C mode (-std=c11) but does in GNU mode. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__) && !defined(__STRICT_ANSI__) && defined(__FMA__)
+#error "compile src/quant as ISO C (-std=c11): in GNU C mode GCC fuses multiply-adds"
+#endif
+
 #include "core/fp16.h"
 #include "quant/blocks.h"
 #include "quant/quant_internal.h"

@@ -6,7 +6,16 @@
 
 #include <math.h>
 
-/* Index and value of the element with the largest magnitude (first one on ties). */
+/* Bit-exactness with llama.cpp needs every a*b+c rounded twice, as written: no FMA
+ * contraction even when the build enables FMA. Clang contracts by default unless told;
+ * GCC does not in ISO C mode (-std=c11) but does in GNU mode. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__) && !defined(__STRICT_ANSI__) && defined(__FMA__)
+#error "compile src/quant as ISO C (-std=c11): in GNU C mode GCC fuses multiply-adds"
+#endif
+
+/* The (signed) element of largest magnitude, first one on ties; its magnitude in *amax_out. */
 static float signed_absmax(int n, const float *x, float *amax_out) {
     float max = 0, amax = 0;
     for (int i = 0; i < n; ++i) {

@@ -6,6 +6,7 @@
 
 #include "tokenizer/tokenizer_internal.h"
 #include "tokenizer/unicode.h"
+#include "tokenizer/word_cache.h"
 
 typedef struct {
     const char *text;
@@ -151,6 +152,7 @@ int qr_bpe_tokenize(const qr_vocab *v, const qr_pretok *p, const char *text, siz
     for (size_t pos = 0; pos < len;) cpts[n++] = qr_utf8_decode((const uint8_t *)text, len, &pos);
     qr_sizes words = {0};
     bpe_state s = {.v = v};
+    qr_word_cache cache = {0};
     int rc = qr_pretok_split(p, cpts, n, &words, err);
     bool split_ok = rc == QR_OK;
     size_t start = 0;
@@ -166,10 +168,16 @@ int qr_bpe_tokenize(const qr_vocab *v, const qr_pretok *p, const char *text, siz
             s.word_cap = wn * 8;
         }
         size_t wl = byte_encode(cpts + start, wn, s.word);
-        if (wl > 0) rc = merge_word(&s, s.word, wl, out);
         start += wn;
+        if (wl == 0) continue;
+        uint32_t h;
+        if (qr_word_cache_get(&cache, s.word, wl, &h, out, &rc)) continue;
+        size_t from = out->n;
+        rc = merge_word(&s, s.word, wl, out);
+        if (rc == QR_OK) qr_word_cache_put(&cache, s.word, wl, h, out, from);
     }
     if (rc != QR_OK && split_ok) qr_fail(err, "out of memory tokenizing %zu bytes", len);
+    qr_word_cache_free(&cache);
     free(words.v);
     free(s.sym);
     free(s.q.v);

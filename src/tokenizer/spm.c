@@ -8,6 +8,7 @@
 
 #include "tokenizer/tokenizer_internal.h"
 #include "tokenizer/unicode.h"
+#include "tokenizer/word_cache.h"
 
 typedef struct {
     int32_t n; /* bytes; 0 once merged into the left neighbour */
@@ -148,6 +149,7 @@ int qr_spm_tokenize(const qr_vocab *v, const char *raw, size_t raw_len, bool pre
     char *text = escape_spaces(raw, raw_len, prefix_space, &len);
     symbol *sym = text ? malloc((len + 1) * sizeof *sym) : NULL;
     heap q = {0};
+    qr_word_cache cache = {0};
     int rc = sym ? QR_OK : QR_ERR;
     int32_t n_sym = 0;
     for (size_t off = 0; rc == QR_OK && off < len;) {
@@ -171,9 +173,17 @@ int qr_spm_tokenize(const qr_vocab *v, const char *raw, size_t raw_len, bool pre
         if (!cut) continue;
         sym[i - 1].next = -1;
         sym[a].prev = -1;
-        rc = merge_chunk(v, text, sym, a, i, &q, out);
+        const char *w = text + sym[a].off;
+        size_t wl = sym[i - 1].off + (size_t)sym[i - 1].n - sym[a].off;
+        uint32_t h;
+        if (!v->spm_word_chunks || !qr_word_cache_get(&cache, w, wl, &h, out, &rc)) {
+            size_t from = out->n;
+            rc = merge_chunk(v, text, sym, a, i, &q, out);
+            if (rc == QR_OK && v->spm_word_chunks) qr_word_cache_put(&cache, w, wl, h, out, from);
+        }
         a = i;
     }
+    qr_word_cache_free(&cache);
     free(q.v);
     free(sym);
     free(text);

@@ -107,6 +107,8 @@ static inline const char *qr_vocab_text(const qr_vocab *v, int32_t id, size_t *l
     *len = v->text_len[id];
     return v->text_arena + v->text_off[id];
 }
+/* Fills the piece cache (pieces.c); called by qr_vocab_load. */
+int qr_vocab_build_pieces(qr_vocab *v, qr_error *err);
 /* Token id of an exact text, or QR_TOKEN_NULL. */
 static inline int32_t qr_vocab_find(const qr_vocab *v, const char *s, size_t len) {
     return qr_strmap_get(&v->text_to_id, s, len);

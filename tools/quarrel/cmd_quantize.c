@@ -4,6 +4,7 @@
  * Tensors are converted in slabs of rows, so memory stays bounded on large models. */
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,18 +161,19 @@ static int convert_tensor(const qr_gguf_tensor *t, const char *name, qr_type out
                           qr_threadpool *pool, qr_gguf_writer *w, progress *pg, int64_t i_tensor,
                           qr_error *err) {
     convert_job j = {.in = t, .out_type = out_type, .ne0 = t->ne[0]};
-    const qr_type_traits *tin = qr_type_get_traits((uint32_t)t->type);
-    const qr_type_traits *tout = qr_type_get_traits((uint32_t)out_type);
-    j.in_row_bytes = qr_type_row_size(tin, j.ne0);
-    j.out_row_bytes = qr_type_row_size(tout, j.ne0);
     if (j.ne0 <= 0) return qr_fail(err, "tensor '%s': empty rows (ne[0] = %lld)", name, (long long)j.ne0);
+    j.in_row_bytes = qr_type_row_size(qr_type_get_traits((uint32_t)t->type), j.ne0);
+    j.out_row_bytes = qr_type_row_size(qr_type_get_traits((uint32_t)out_type), j.ne0);
     const int64_t n_rows = t->n_elements / j.ne0;
     const int64_t slab_rows = j.ne0 >= SLAB_ELEMENTS ? 1 : SLAB_ELEMENTS / j.ne0;
     const int64_t cap = slab_rows < n_rows ? slab_rows : n_rows;
-    if (t->type != QR_TYPE_F32) j.f32 = malloc((size_t)cap * (size_t)j.ne0 * sizeof(float));
+    /* F32 rows are read in place when aligned (files with general.alignment < 4 exist). */
+    const bool need_f32 = t->type != QR_TYPE_F32 || (uintptr_t)t->data % sizeof(float) != 0 ||
+                          j.in_row_bytes % sizeof(float) != 0;
+    if (need_f32) j.f32 = malloc((size_t)cap * (size_t)j.ne0 * sizeof(float));
     j.out = malloc((size_t)cap * j.out_row_bytes);
     int rc = QR_OK;
-    if (!j.out || (t->type != QR_TYPE_F32 && !j.f32)) {
+    if (!j.out || (need_f32 && !j.f32)) {
         rc = qr_fail(err, "tensor '%s': out of memory for a %lld-row slab", name, (long long)cap);
     }
     const int64_t grain = j.ne0 >= CHUNK_ELEMENTS ? 1 : CHUNK_ELEMENTS / j.ne0;
@@ -293,6 +295,18 @@ static int write_tensors(const qr_gguf *in, const qr_quant_plan *plan, qr_thread
     return rc;
 }
 
+/* Only one part of a split model would be converted: refuse instead. */
+static int check_not_split(const qr_gguf *in, qr_error *err) {
+    const qr_gguf_kv *kv = qr_gguf_find_kv(in, "split.count");
+    uint32_t n = 1;
+    if (kv && qr_gguf_get_u32(in, "split.count", &n, err) != QR_OK) return QR_ERR;
+    if (n > 1) {
+        return qr_fail(err, "%s: part of a model split into %u files; merge it first "
+                       "(llama-gguf-split --merge)", qr_gguf_path(in), n);
+    }
+    return QR_OK;
+}
+
 /* Writing over the input would destroy the mapping being read. */
 static int check_distinct(const char *in, const char *out, qr_error *err) {
     struct stat si, so;
@@ -311,6 +325,7 @@ static int quantize_file(const options *o, const qr_quant_mix *mix, qr_error *er
     const double t0 = now_s();
     int rc = check_distinct(o->in_path, o->out_path, err);
     if (rc == QR_OK) rc = qr_gguf_open(o->in_path, &in, err);
+    if (rc == QR_OK) rc = check_not_split(in, err);
     if (rc == QR_OK) rc = qr_quant_plan_build_gguf(in, mix, &plan, err);
     if (rc == QR_OK) rc = qr_threadpool_create(o->n_threads, &pool, err);
     if (rc == QR_OK) rc = qr_gguf_writer_create(o->out_path, &w, err);

@@ -17,6 +17,7 @@ static const command COMMANDS[] = {
     {"synth", cmd_synth, "write a random-weight model of a given architecture and shape"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"detokenize", cmd_detokenize, "print the text of token ids"},
+    {"run", cmd_run, "generate text from a prompt"},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 

@@ -50,13 +50,11 @@ static void attend_f16(const qr_attn_args *a, const float *q, int32_t kvh, int64
             const float m_old = M;
             M = s;
             ms = expf(m_old - M);
-            for (int32_t i = 0; i < dv; i++) acc[i] = qr_f32_to_f16(qr_f16_to_f32(acc[i]) * ms);
+            qr_cpu_vec_scale_f16(dv, acc, ms);
         } else {
             vs = expf(s - M);
         }
-        for (int32_t i = 0; i < dv; i++) {
-            acc[i] = qr_f32_to_f16(fmaf(qr_f16_to_f32(vc[i]), vs, qr_f16_to_f32(acc[i])));
-        }
+        qr_cpu_vec_mad_f16(dv, acc, vc, vs);
         S = fmaf(S, ms, vs); /* ggml's -march=native build contracts this */
     }
     const float inv = S == 0.0f ? 0.0f : 1.0f / S;

@@ -49,6 +49,8 @@ float qr_cpu_dot_f32(const float *a, const float *b, int64_t n);
 float qr_cpu_dot_f32_gemm(const float *a, const float *b, int64_t n);
 float qr_cpu_dot_f32_vec(const float *a, const float *b, int64_t n);
 float qr_cpu_dot_f16(const uint16_t *a, const uint16_t *b, int64_t n);
+void qr_cpu_vec_mad_f16(int64_t n, uint16_t *y, const uint16_t *x, float v);
+void qr_cpu_vec_scale_f16(int64_t n, uint16_t *y, float v);
 /* ggml_v_expf: the vectorized exp approximation ggml's SiLU uses. */
 float qr_cpu_ggml_expf(float x);
 

@@ -141,6 +141,7 @@ typedef struct mm_job {
     size_t row_bytes;
     int64_t n_in, n_out, n_rows;
     const float *xf;  /* float activations (F32/F16/BF16/Q8_K paths) */
+    bool gemm_order;  /* llamafile's tinyBLAS order (prompt batches) instead of ggml_vec_dot */
     q8_rows xq;       /* integer activations (Q8_0/Q8_1 paths) */
     float *y;
 } mm_job;
@@ -178,7 +179,9 @@ static void mm_rows_float(const mm_job *j, int64_t o0, int64_t o1, int tid) {
             wrow = wbuf;
         }
         for (int64_t r = 0; r < j->n_rows; r++) {
-            j->y[r * j->n_out + o] = (j->n_rows >= 2 && j->n_in % 16 == 0 && j->n_out % 4 == 0) ? qr_cpu_dot_f32_gemm(wrow, j->xf + r * j->n_in, j->n_in) : qr_cpu_dot_f32_vec(wrow, j->xf + r * j->n_in, j->n_in);
+            const float *xr = j->xf + r * j->n_in;
+            j->y[r * j->n_out + o] = j->gemm_order ? qr_cpu_dot_f32_gemm(wrow, xr, j->n_in)
+                                                   : qr_cpu_dot_f32_vec(wrow, xr, j->n_in);
         }
     }
 }
@@ -211,6 +214,10 @@ int qr_cpu_matmul(qr_backend *be, qr_type wtype, const void *w, int64_t n_in, in
     mm_job j = {.cb = cb, .wtype = wtype, .w = w, .n_in = n_in, .n_out = n_out, .n_rows = n_rows, .y = y};
     if (check_weight(wtype, n_in, &j.vtype, err) != QR_OK) return QR_ERR;
     j.row_bytes = qr_type_row_size(qr_type_get_traits(wtype), n_in);
+    /* llama.cpp hands F32/F16 matmuls of 2+ rows to tinyBLAS when the shapes allow
+     * (row length % 16, outputs % 4), single rows to ggml_vec_dot. */
+    j.gemm_order = !be->batch_invariant && n_rows >= 2 && n_in % 16 == 0 && n_out % 4 == 0 &&
+                   (wtype == QR_TYPE_F32 || wtype == QR_TYPE_F16);
     if (j.vtype == QR_TYPE_Q8_0 || j.vtype == QR_TYPE_Q8_1) {
         const int64_t nb = n_rows * (n_in / QR_QK);
         size_t need = (size_t)nb * 2 * sizeof(float) + (size_t)(n_rows * n_in);

@@ -46,8 +46,8 @@ static void rotate(float *x, int32_t n_rot, int32_t n_offset, int32_t step, cons
         const float c = cache[i0], s = cache[i0 + 1];
         const float x0 = x[ic], x1 = x[ic + n_offset];
         /* ggml's build contracts these into fused multiply-adds this way. */
-        x[ic] = x0 * c - x1 * s;
-        x[ic + n_offset] = x0 * s + x1 * c;
+        x[ic] = fmaf(x0, c, -(x1 * s));
+        x[ic + n_offset] = fmaf(x0, s, x1 * c);
     }
 }
 
