@@ -5,7 +5,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run model test test-asan fuzz clean
+.PHONY: all deps build run model test-data test test-asan fuzz clean
 
 all: build
 
@@ -17,12 +17,15 @@ build: deps
 	@cmake --build $(BUILD) -j$(JOBS)
 
 model:
-	@bash scripts/default-model.sh
+	@bash scripts/default-model.sh >/dev/null
 
 run: build
 	@model=$$(bash scripts/default-model.sh) && ./$(BUILD)/bin/quarrel inspect "$$model"
 
-test: build model
+test-data:
+	@bash scripts/test-data.sh
+
+test: build model test-data
 	@cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 
 # The C tests under AddressSanitizer + UndefinedBehaviorSanitizer (no CUDA, no Python).

@@ -6,6 +6,7 @@
 
 #include "tokenizer/tokenizer_internal.h"
 #include "tokenizer/unicode.h"
+#include "tokenizer/merge_queue.h"
 #include "tokenizer/word_cache.h"
 
 typedef struct {
@@ -15,59 +16,10 @@ typedef struct {
 } symbol;
 
 typedef struct {
-    int32_t rank, left, right, size;
-} bigram;
-
-typedef struct {
-    bigram *v;
-    size_t n, cap;
-} heap;
-
-/* True when a should pop before b: lower rank, then leftmost. */
-static bool before(const bigram *a, const bigram *b) {
-    return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
-}
-
-static int heap_push(heap *h, bigram b) {
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        bigram *v = realloc(h->v, cap * sizeof *v);
-        if (!v) return QR_ERR;
-        h->v = v;
-        h->cap = cap;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!before(&b, &h->v[parent])) break;
-        h->v[i] = h->v[parent];
-        i = parent;
-    }
-    h->v[i] = b;
-    return QR_OK;
-}
-
-static bigram heap_pop(heap *h) {
-    bigram top = h->v[0];
-    bigram last = h->v[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n) break;
-        if (c + 1 < h->n && before(&h->v[c + 1], &h->v[c])) c++;
-        if (!before(&h->v[c], &last)) break;
-        h->v[i] = h->v[c];
-        i = c;
-    }
-    if (h->n > 0) h->v[i] = last;
-    return top;
-}
-
-typedef struct {
     const qr_vocab *v;
     symbol *sym;
     size_t n_sym, cap_sym;
-    heap q;
+    qr_merge_queue q;
     char *word; /* byte-encoded word */
     size_t word_cap;
 } bpe_state;
@@ -77,8 +29,8 @@ static int try_pair(bpe_state *s, int32_t left, int32_t right) {
     const symbol *a = &s->sym[left], *b = &s->sym[right];
     int32_t rank = qr_vocab_merge_rank(s->v, a->text, (size_t)a->n, b->text, (size_t)b->n);
     if (rank < 0) return QR_OK;
-    bigram bg = {rank, left, right, a->n + b->n};
-    return heap_push(&s->q, bg);
+    qr_merge bg = {-(float)rank, left, right, a->n + b->n};
+    return qr_merge_queue_push(&s->q, bg);
 }
 
 static int emit_symbol(const qr_vocab *v, const char *t, size_t n, qr_ids *out) {
@@ -116,7 +68,7 @@ static int merge_word(bpe_state *s, const char *w, size_t len, qr_ids *out) {
     int rc = QR_OK;
     for (size_t i = 1; i < s->n_sym; i++) rc |= try_pair(s, (int32_t)i - 1, (int32_t)i);
     while (s->q.n > 0 && rc == QR_OK) {
-        bigram b = heap_pop(&s->q);
+        qr_merge b = qr_merge_queue_pop(&s->q);
         symbol *l = &s->sym[b.left], *r = &s->sym[b.right];
         if (l->n == 0 || r->n == 0 || l->n + r->n != b.size) continue; /* stale */
         l->n += r->n;
@@ -180,7 +132,7 @@ int qr_bpe_tokenize(const qr_vocab *v, const qr_pretok *p, const char *text, siz
     qr_word_cache_free(&cache);
     free(words.v);
     free(s.sym);
-    free(s.q.v);
+    qr_merge_queue_free(&s.q);
     free(s.word);
     free(cpts);
     return rc;

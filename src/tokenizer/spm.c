@@ -8,6 +8,7 @@
 
 #include "tokenizer/tokenizer_internal.h"
 #include "tokenizer/unicode.h"
+#include "tokenizer/merge_queue.h"
 #include "tokenizer/word_cache.h"
 
 typedef struct {
@@ -16,65 +17,15 @@ typedef struct {
     size_t off; /* start in the escaped text */
 } symbol;
 
-typedef struct {
-    float score;
-    int32_t left, right, size;
-} bigram;
-
-typedef struct {
-    bigram *v;
-    size_t n, cap;
-} heap;
-
-/* True when a should pop before b: higher score, then leftmost. */
-static bool before(const bigram *a, const bigram *b) {
-    return a->score > b->score || (a->score == b->score && a->left < b->left);
-}
-
-static int heap_push(heap *h, bigram b) {
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        bigram *v = realloc(h->v, cap * sizeof *v);
-        if (!v) return QR_ERR;
-        h->v = v;
-        h->cap = cap;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!before(&b, &h->v[parent])) break;
-        h->v[i] = h->v[parent];
-        i = parent;
-    }
-    h->v[i] = b;
-    return QR_OK;
-}
-
-static bigram heap_pop(heap *h) {
-    bigram top = h->v[0];
-    bigram last = h->v[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n) break;
-        if (c + 1 < h->n && before(&h->v[c + 1], &h->v[c])) c++;
-        if (!before(&h->v[c], &last)) break;
-        h->v[i] = h->v[c];
-        i = c;
-    }
-    if (h->n > 0) h->v[i] = last;
-    return top;
-}
-
 /* Symbols are contiguous in the text, so a pair's concatenation is a substring. */
-static int try_pair(const qr_vocab *v, const char *text, const symbol *sym, heap *q, int32_t left,
+static int try_pair(const qr_vocab *v, const char *text, const symbol *sym, qr_merge_queue *q, int32_t left,
                     int32_t right) {
     if (left < 0 || right < 0) return QR_OK;
     size_t n = (size_t)(sym[left].n + sym[right].n);
     int32_t id = qr_vocab_find(v, text + sym[left].off, n);
     if (id < 0) return QR_OK;
-    bigram b = {v->scores[id], left, right, (int32_t)n};
-    return heap_push(q, b);
+    qr_merge b = {v->scores[id], left, right, (int32_t)n};
+    return qr_merge_queue_push(q, b);
 }
 
 static int emit(const qr_vocab *v, const char *t, size_t n, qr_ids *out) {
@@ -121,13 +72,13 @@ static bool is_whole_char(const char *t, int32_t n) {
 }
 
 /* Merges the symbols [a, b) (linked among themselves only) and emits their tokens. */
-static int merge_chunk(const qr_vocab *v, const char *text, symbol *sym, int32_t a, int32_t b, heap *q,
+static int merge_chunk(const qr_vocab *v, const char *text, symbol *sym, int32_t a, int32_t b, qr_merge_queue *q,
                        qr_ids *out) {
     int rc = QR_OK;
     q->n = 0;
     for (int32_t i = a + 1; rc == QR_OK && i < b; i++) rc |= try_pair(v, text, sym, q, i - 1, i);
     while (rc == QR_OK && q->n > 0) {
-        bigram bg = heap_pop(q);
+        qr_merge bg = qr_merge_queue_pop(q);
         symbol *l = &sym[bg.left], *r = &sym[bg.right];
         if (l->n == 0 || r->n == 0 || l->n + r->n != bg.size) continue; /* stale */
         l->n += r->n;
@@ -148,7 +99,7 @@ int qr_spm_tokenize(const qr_vocab *v, const char *raw, size_t raw_len, bool pre
     size_t len = 0;
     char *text = escape_spaces(raw, raw_len, prefix_space, &len);
     symbol *sym = text ? malloc((len + 1) * sizeof *sym) : NULL;
-    heap q = {0};
+    qr_merge_queue q = {0};
     qr_word_cache cache = {0};
     int rc = sym ? QR_OK : QR_ERR;
     int32_t n_sym = 0;
@@ -184,7 +135,7 @@ int qr_spm_tokenize(const qr_vocab *v, const char *raw, size_t raw_len, bool pre
         a = i;
     }
     qr_word_cache_free(&cache);
-    free(q.v);
+    qr_merge_queue_free(&q);
     free(sym);
     free(text);
     return rc == QR_OK ? QR_OK : qr_fail(err, "out of memory tokenizing %zu bytes", raw_len);

@@ -216,7 +216,11 @@ static int load_merges(const qr_gguf *g, qr_vocab *v, qr_error *err) {
         return qr_fail(err, "%s: key '%s' is missing (a gpt2 tokenizer needs merges)", path, K_MERGES);
     }
     if (qr_gguf_get_arr(g, K_MERGES, QR_GGUF_STRING, &m, err) != QR_OK) return QR_ERR;
-    if (m->v.arr.count > INT32_MAX / 2) return qr_fail(err, "%s: too many merges", path);
+    /* The merge queue orders by -(float)rank, exact only below 2^24. */
+    if (m->v.arr.count > (1u << 24)) {
+        return qr_fail(err, "%s: key '%s' has %llu merges; at most %u are supported", path, K_MERGES,
+                       (unsigned long long)m->v.arr.count, 1u << 24);
+    }
     int32_t n = (int32_t)m->v.arr.count;
     v->merge_arena = malloc((size_t)m->v.arr.data_bytes + 1);
     v->merge_split = malloc(sizeof(uint32_t) * ((size_t)n + 1));

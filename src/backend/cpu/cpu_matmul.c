@@ -141,6 +141,7 @@ typedef struct mm_job {
     size_t row_bytes;
     int64_t n_in, n_out, n_rows;
     const float *xf;  /* float activations (F32/F16/BF16/Q8_K paths) */
+    const uint16_t *xh; /* F16 activations as bits (F16 weights, decode order) */
     bool gemm_order;  /* llamafile's tinyBLAS order (prompt batches) instead of ggml_vec_dot */
     q8_rows xq;       /* integer activations (Q8_0/Q8_1 paths) */
     float *y;
@@ -168,7 +169,21 @@ static void mm_rows_q8(const mm_job *j, int64_t o0, int64_t o1) {
     }
 }
 
+/* F16 weights in ggml's decode order: ggml_vec_dot_f16 on the F16 bits. */
+static void mm_rows_f16_vec(const mm_job *j, int64_t o0, int64_t o1) {
+    for (int64_t o = o0; o < o1; o++) {
+        const uint16_t *wrow = (const uint16_t *)(j->w + (size_t)o * j->row_bytes);
+        for (int64_t r = 0; r < j->n_rows; r++) {
+            j->y[r * j->n_out + o] = qr_cpu_dot_f16(wrow, j->xh + r * j->n_in, j->n_in);
+        }
+    }
+}
+
 static void mm_rows_float(const mm_job *j, int64_t o0, int64_t o1, int tid) {
+    if (j->xh && !j->gemm_order) {
+        mm_rows_f16_vec(j, o0, o1);
+        return;
+    }
     float *wbuf = j->cb->per_thread[tid].ptr;
     for (int64_t o = o0; o < o1; o++) {
         const void *src = j->w + (size_t)o * j->row_bytes;
@@ -229,9 +244,15 @@ int qr_cpu_matmul(qr_backend *be, qr_type wtype, const void *w, int64_t n_in, in
     } else if (j.vtype == QR_TYPE_F32) {
         j.xf = x;
     } else {
-        if (qr_cpu_scratch_reserve(&cb->act, (size_t)(n_rows * n_in) * sizeof(float), err) != QR_OK) return QR_ERR;
+        const size_t nx = (size_t)(n_rows * n_in);
+        if (qr_cpu_scratch_reserve(&cb->act, nx * (sizeof(float) + sizeof(uint16_t)), err) != QR_OK) return QR_ERR;
         if (convert_float(j.vtype, x, n_rows, n_in, cb->act.ptr, err) != QR_OK) return QR_ERR;
         j.xf = cb->act.ptr;
+        if (j.vtype == QR_TYPE_F16) {
+            uint16_t *xh = (uint16_t *)((float *)cb->act.ptr + nx);
+            for (size_t i = 0; i < nx; i++) xh[i] = qr_f32_to_f16(j.xf[i]);
+            j.xh = xh;
+        }
         if (qr_cpu_reserve_per_thread(cb, (size_t)n_in * sizeof(float), err) != QR_OK) return QR_ERR;
     }
     const int64_t grain = n_out / (cb->n_threads * 8) > 4 ? n_out / (cb->n_threads * 8) : 4;
