@@ -147,6 +147,27 @@ qr_token qr_sampling_sample(qr_sampling *s, const qr_ctx *c, int32_t i, char *er
 void qr_sampling_accept(qr_sampling *s, qr_token t);
 void qr_sampling_reset(qr_sampling *s);
 
+/* ---- Chat templates (src/engine/api_chat.c) -------------------------------------------------- */
+
+typedef struct qr_chat_message {
+    const char *role;    /* "system", "user", "assistant" */
+    const char *content; /* UTF-8, never NULL */
+} qr_chat_message;
+
+/* Copies the model's `tokenizer.chat_template` (Jinja source) into buf (at most cap bytes
+ * including a terminating NUL) and returns its full length; -1 when the file has none. */
+int32_t qr_model_chat_template(const qr_model *m, char *buf, int32_t cap);
+
+/* Renders a conversation into prompt text. tmpl is a template name ("gemma", "chatml",
+ * "llama3", ...; docs/chat-templates.md lists them) or Jinja source to recognise; NULL
+ * means the model's own template (an error naming the key when it has none). The leading
+ * BOS is not written: tokenize the text with add_special and parse_special. BOS/EOS that a
+ * template writes mid-text are the vocabulary's texts. With add_generation_prompt the text
+ * ends with the opening of an assistant turn. Writes at most cap bytes including a NUL and
+ * returns the full length (call with buf = NULL, cap = 0 to size), or -1 with err set. */
+int32_t qr_chat_format(const qr_model *m, const char *tmpl, const qr_chat_message *msgs, int32_t n_msgs,
+                       bool add_generation_prompt, char *buf, int32_t cap, char *err, size_t err_size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -7,10 +7,10 @@ step, so every step compares logits on the same history. Reported per case: step
 equals llama.cpp's, and max |dlogit| over llama.cpp's top-5 tokens.
 
 Expectations (asserted):
-  EXACT     F32 and F16 models: every logit bit-identical to llama.cpp's.
-  IDENTICAL every greedy token identical.
-  KNOWN     formats whose llama.cpp kernels quarrel does not yet reproduce in summation order
-            (see docs/architecture.md); reported, not asserted, so that the numbers stay visible.
+  EXACT     every logit of every step bit-identical to llama.cpp's (all block formats, all
+            architectures, Gemma 3 270M on short prompts).
+  IDENTICAL every greedy token identical (cases listed in NOT_EXACT, with the reason).
+  KNOWN     names in $QUARREL_ENGINE_KNOWN_DIFF: reported, not asserted (for bisecting).
 Cases whose model is absent (../shared, the default model) or whose `quarrel synth` output no
 longer has the recorded SHA-256 are skipped with a message."""
 import hashlib
@@ -25,11 +25,12 @@ from engine_pyapi import Model, argmax, load_lib, shared_dir, skip  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REF = os.path.join(HERE, 'data', 'engine', 'llamacpp-reference.json')
-EXACT = {'stories260K-0', 'stories260K-1', 'stories260K-2', 'llama-2-tiny-random', 'tiny-llama-F32',
-         'synth-llama-F32', 'synth-llama-ropefreqs-F32', 'synth-qwen2-F32', 'synth-qwen2-F16',
-         'synth-mistral-F32', 'synth-gemma3-F32', 'synth-gemma3-swa-F32'}
-KNOWN = set(os.environ.get('QUARREL_ENGINE_KNOWN_DIFF', '').split(',')) | {
-    'tiny-llama-Q4_1', 'tiny-llama-Q5_0', 'tiny-llama-Q5_1', 'tiny-llama-Q5_K_M'}
+# Every case is expected bit-exact, except the Gemma prompt longer than the 512-token
+# sliding window (see the module docstring of docs/architecture.md's forward-pass section):
+# there llama.cpp's prompt rows take its tiled flash-attention kernel, which quarrel does not
+# reproduce, so only the greedy tokens are asserted.
+NOT_EXACT = {'gemma-3-270m-2'}
+KNOWN = set(filter(None, os.environ.get('QUARREL_ENGINE_KNOWN_DIFF', '').split(',')))
 ONLY = os.environ.get('QUARREL_ENGINE_CASES')  # comma-separated subset, for debugging
 
 
@@ -111,7 +112,7 @@ def main():
             same, dmax, exact = run_case(lib, case, path)
             ran += 1
             n = len(case['steps'])
-            if name in EXACT:
+            if name not in NOT_EXACT and name not in KNOWN:
                 ok, kind = exact and same == n, 'EXACT'
             elif name in KNOWN:
                 ok, kind = True, 'KNOWN'

@@ -289,12 +289,7 @@ static int output(qr_forward *f, int64_t n_out, float *logits, qr_error *err) {
     return observe(f, -1, "logits", logits, n_out, n_vocab, err);
 }
 
-int qr_forward_run(qr_forward *f, qr_kv_cache *kv, const qr_fwd_batch *b, float *logits, qr_error *err) {
-    if (check_batch(f, b, err) != QR_OK) return QR_ERR;
-    if (qr_kv_max_batch(kv) < b->n_rows) return qr_fail(err, "batch larger than the KV cache's max_batch");
-    if (qr_kv_n_ctx(kv) > f->n_ctx) return qr_fail(err, "KV cache context exceeds the forward workspace");
-    int32_t *saved = f->out_idx; /* scratch: max_batch entries */
-    if (append_rows(kv, b, saved, err) != QR_OK) return QR_ERR;
+static int run_layers(qr_forward *f, qr_kv_cache *kv, const qr_fwd_batch *b, float *logits, qr_error *err) {
     const qr_descriptor *d = &f->m->desc;
     const int64_t R = b->n_rows;
     const qr_weight *e = &f->m->tok_embd;
@@ -309,4 +304,19 @@ int qr_forward_run(qr_forward *f, qr_kv_cache *kv, const qr_fwd_batch *b, float 
         if (rows > 0 && ffn_block(f, il, rows, err) != QR_OK) return qr_fail_prefix(err, "layer %u: ", il);
     }
     return output(f, rows, logits, err);
+}
+
+int qr_forward_run(qr_forward *f, qr_kv_cache *kv, const qr_fwd_batch *b, float *logits, qr_error *err) {
+    if (check_batch(f, b, err) != QR_OK) return QR_ERR;
+    if (qr_kv_max_batch(kv) < b->n_rows) return qr_fail(err, "batch larger than the KV cache's max_batch");
+    if (qr_kv_n_ctx(kv) > f->n_ctx) return qr_fail(err, "KV cache context exceeds the forward workspace");
+    int32_t *saved = f->out_idx; /* scratch: max_batch entries */
+    if (append_rows(kv, b, saved, err) != QR_OK) return QR_ERR;
+    if (run_layers(f, kv, b, logits, err) != QR_OK) {
+        /* A failed pass (out of memory, a stop by the observer) leaves the rows' cells
+         * half written: drop them, so the sequences end where they ended before. */
+        for (int32_t r = b->n_rows - 1; r >= 0; r--) qr_kv_seq_truncate(kv, b->seq[r], saved[r], NULL);
+        return QR_ERR;
+    }
+    return QR_OK;
 }

@@ -18,6 +18,8 @@ static const command COMMANDS[] = {
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"detokenize", cmd_detokenize, "print the text of token ids"},
     {"run", cmd_run, "generate text from a prompt"},
+    {"chat", cmd_chat, "chat with a model through its chat template"},
+    {"perplexity", cmd_perplexity, "measure perplexity on a text (llama-perplexity's method)"},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 

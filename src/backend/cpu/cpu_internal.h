@@ -3,6 +3,7 @@
 #ifndef QR_BACKEND_CPU_INTERNAL_H
 #define QR_BACKEND_CPU_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,6 +52,19 @@ float qr_cpu_dot_f32_vec(const float *a, const float *b, int64_t n);
 float qr_cpu_dot_f16(const uint16_t *a, const uint16_t *b, int64_t n);
 void qr_cpu_vec_mad_f16(int64_t n, uint16_t *y, const uint16_t *x, float v);
 void qr_cpu_vec_scale_f16(int64_t n, uint16_t *y, float v);
+/* Quantized dots in llama.cpp's x86 orders (cpu_ggml_qdots.c). q/d/m: the weight row's
+ * blocks unpacked to integers, scales and mins (m NULL for symmetric formats); qy/dy/sy:
+ * the Q8_0/Q8_1 activation row. */
+float qr_cpu_vdot_q32(qr_type t, const int8_t *q, const float *d, const float *m, const int8_t *qy,
+                      const float *dy, const float *sy, int64_t nb);
+/* Q6_K weights x Q8_K activations (qr_block_q8_k[nb]). */
+float qr_cpu_vdot_q6_k(const void *wrow, const void *yrow, int64_t nb);
+/* Q3_K, Q5_K, IQ4_XS weights x Q8_K activations. */
+float qr_cpu_vdot_kq(qr_type t, const void *wrow, const void *yrow, int64_t nb);
+/* Q4_K in the order of llama.cpp's repacked (8x8 interleaved) kernels: gemm = the
+ * 4-row kernel's order, else the single-row kernel's. */
+float qr_cpu_vdot_q4_k_repack(const void *wrow, const void *yrow, int64_t nb, bool gemm);
+float qr_cpu_vdot_q2_k_repack(const void *wrow, const void *yrow, int64_t nb, bool gemm);
 /* ggml_v_expf: the vectorized exp approximation ggml's SiLU uses. */
 float qr_cpu_ggml_expf(float x);
 

@@ -59,15 +59,15 @@ static void convert_q8(const float *x, int64_t n_rows, int64_t n_in, q8_rows *ou
 
 /* F16 / BF16 / Q8_K activations are kept as the float values they stand for. */
 static int convert_float(qr_type vt, const float *x, int64_t n_rows, int64_t n_in, float *out,
-                         qr_error *err) {
+                         qr_block_q8_k *blocks, qr_error *err) {
     const int64_t n = n_rows * n_in;
     if (vt == QR_TYPE_F16) {
         for (int64_t i = 0; i < n; i++) out[i] = qr_f16_to_f32(qr_f32_to_f16(x[i]));
     } else if (vt == QR_TYPE_BF16) {
         for (int64_t i = 0; i < n; i++) out[i] = qr_bf16_to_f32(qr_f32_to_bf16(x[i]));
     } else {
-        qr_block_q8_k blk[1];
-        for (int64_t i = 0; i < n; i += QR_QK_K) {
+        qr_block_q8_k *blk = blocks;
+        for (int64_t i = 0; i < n; i += QR_QK_K, blk++) {
             if (qr_quantize_row(QR_TYPE_Q8_K, x + i, blk, QR_QK_K, err) != QR_OK) return QR_ERR;
             if (qr_dequantize_row(QR_TYPE_Q8_K, blk, out + i, QR_QK_K, err) != QR_OK) return QR_ERR;
         }
@@ -142,29 +142,41 @@ typedef struct mm_job {
     int64_t n_in, n_out, n_rows;
     const float *xf;  /* float activations (F32/F16/BF16/Q8_K paths) */
     const uint16_t *xh; /* F16 activations as bits (F16 weights, decode order) */
+    const qr_block_q8_k *xk; /* Q8_K activation blocks (K-quant weights) */
     bool gemm_order;  /* llamafile's tinyBLAS order (prompt batches) instead of ggml_vec_dot */
+    int64_t n_gemm_rows; /* repacked Q4_K: rows 0..n-1 use the 4-row kernel's order */
     q8_rows xq;       /* integer activations (Q8_0/Q8_1 paths) */
     float *y;
 } mm_job;
 
-static void mm_rows_q8(const mm_job *j, int64_t o0, int64_t o1) {
+static void mm_rows_q8(const mm_job *j, int64_t o0, int64_t o1, int tid) {
     const int64_t nb = j->n_in / QR_QK;
-    int8_t q[32];
+    int8_t *q = j->cb->per_thread[tid].ptr;
+    float *d = (float *)(q + ((j->n_in + 15) & ~(int64_t)15)), *m = d + nb;
+    const bool has_min = j->wtype == QR_TYPE_Q4_1 || j->wtype == QR_TYPE_Q5_1;
+    for (int64_t o = o0; o < o1; o++) {
+        const uint8_t *b = j->w + (size_t)o * j->row_bytes;
+        for (int64_t ib = 0; ib < nb; ib++) b += unpack_block32(j->wtype, b, q + ib * 32, &d[ib], &m[ib]);
+        for (int64_t r = 0; r < j->n_rows; r++) {
+            j->y[r * j->n_out + o] = qr_cpu_vdot_q32(j->wtype, q, d, has_min ? m : NULL, j->xq.q + r * j->n_in,
+                                                     j->xq.d + r * nb, j->xq.s + r * nb, nb);
+        }
+    }
+}
+
+/* Q6_K, Q5_K, Q3_K, IQ4_XS against Q8_K blocks in the AVX2 kernels' orders. */
+static void mm_rows_kq(const mm_job *j, int64_t o0, int64_t o1) {
+    const int64_t nb = j->n_in / QR_QK_K;
     for (int64_t o = o0; o < o1; o++) {
         const uint8_t *wrow = j->w + (size_t)o * j->row_bytes;
         for (int64_t r = 0; r < j->n_rows; r++) {
-            const int8_t *qy = j->xq.q + r * j->n_in;
-            const float *dy = j->xq.d + r * nb, *sy = j->xq.s + r * nb;
-            const uint8_t *b = wrow;
-            float sum = 0.0f;
-            for (int64_t ib = 0; ib < nb; ib++) {
-                float d, m;
-                b += unpack_block32(j->wtype, b, q, &d, &m);
-                int isum = 0;
-                for (int k = 0; k < 32; k++) isum += q[k] * qy[ib * 32 + k];
-                sum += (d * dy[ib]) * (float)isum + m * sy[ib];
-            }
-            j->y[r * j->n_out + o] = sum;
+            const qr_block_q8_k *yr = j->xk + r * nb;
+            float v;
+            if (j->wtype == QR_TYPE_Q6_K) v = qr_cpu_vdot_q6_k(wrow, yr, nb);
+            else if (j->wtype == QR_TYPE_Q4_K) v = qr_cpu_vdot_q4_k_repack(wrow, yr, nb, r < j->n_gemm_rows);
+            else if (j->wtype == QR_TYPE_Q2_K) v = qr_cpu_vdot_q2_k_repack(wrow, yr, nb, r < j->n_gemm_rows);
+            else v = qr_cpu_vdot_kq(j->wtype, wrow, yr, nb);
+            j->y[r * j->n_out + o] = v;
         }
     }
 }
@@ -204,7 +216,10 @@ static void mm_rows_float(const mm_job *j, int64_t o0, int64_t o1, int tid) {
 static void mm_worker(void *ctx, int64_t begin, int64_t end, int tid) {
     const mm_job *j = ctx;
     if (j->vtype == QR_TYPE_Q8_0 || j->vtype == QR_TYPE_Q8_1) {
-        mm_rows_q8(j, begin, end);
+        mm_rows_q8(j, begin, end, tid);
+    } else if (j->wtype == QR_TYPE_Q6_K || j->wtype == QR_TYPE_Q5_K || j->wtype == QR_TYPE_Q3_K ||
+               j->wtype == QR_TYPE_IQ4_XS || j->wtype == QR_TYPE_Q4_K || j->wtype == QR_TYPE_Q2_K) {
+        mm_rows_kq(j, begin, end);
     } else {
         mm_rows_float(j, begin, end, tid);
     }
@@ -233,6 +248,9 @@ int qr_cpu_matmul(qr_backend *be, qr_type wtype, const void *w, int64_t n_in, in
      * (row length % 16, outputs % 4), single rows to ggml_vec_dot. */
     j.gemm_order = !be->batch_invariant && n_rows >= 2 && n_in % 16 == 0 && n_out % 4 == 0 &&
                    (wtype == QR_TYPE_F32 || wtype == QR_TYPE_F16);
+    /* llama.cpp's repacked Q4_K / Q2_K run rows in groups of 4 through its gemm kernel and the
+     * remainder through its gemv kernel. */
+    j.n_gemm_rows = be->batch_invariant ? 0 : n_rows / 4 * 4;
     if (j.vtype == QR_TYPE_Q8_0 || j.vtype == QR_TYPE_Q8_1) {
         const int64_t nb = n_rows * (n_in / QR_QK);
         size_t need = (size_t)nb * 2 * sizeof(float) + (size_t)(n_rows * n_in);
@@ -241,15 +259,24 @@ int qr_cpu_matmul(qr_backend *be, qr_type wtype, const void *w, int64_t n_in, in
         j.xq.s = j.xq.d + nb;
         j.xq.q = (int8_t *)(j.xq.s + nb);
         convert_q8(x, n_rows, n_in, &j.xq);
+        const size_t per = (size_t)((n_in + 15) & ~(int64_t)15) + (size_t)(n_in / QR_QK) * 2 * sizeof(float);
+        if (qr_cpu_reserve_per_thread(cb, per, err) != QR_OK) return QR_ERR;
     } else if (j.vtype == QR_TYPE_F32) {
         j.xf = x;
     } else {
         const size_t nx = (size_t)(n_rows * n_in);
-        if (qr_cpu_scratch_reserve(&cb->act, nx * (sizeof(float) + sizeof(uint16_t)), err) != QR_OK) return QR_ERR;
-        if (convert_float(j.vtype, x, n_rows, n_in, cb->act.ptr, err) != QR_OK) return QR_ERR;
-        j.xf = cb->act.ptr;
+        const size_t nk = j.vtype == QR_TYPE_Q8_K ? nx / QR_QK_K : 0;
+        if (qr_cpu_scratch_reserve(&cb->act, nk * sizeof(qr_block_q8_k) + nx * (sizeof(float) + sizeof(uint16_t)),
+                                   err) != QR_OK) {
+            return QR_ERR;
+        }
+        qr_block_q8_k *blocks = cb->act.ptr; /* first: 4-byte aligned blocks, then floats */
+        float *xf = (float *)(blocks + nk);
+        if (convert_float(j.vtype, x, n_rows, n_in, xf, blocks, err) != QR_OK) return QR_ERR;
+        j.xf = xf;
+        j.xk = blocks;
         if (j.vtype == QR_TYPE_F16) {
-            uint16_t *xh = (uint16_t *)((float *)cb->act.ptr + nx);
+            uint16_t *xh = (uint16_t *)(xf + nx);
             for (size_t i = 0; i < nx; i++) xh[i] = qr_f32_to_f16(j.xf[i]);
             j.xh = xh;
         }

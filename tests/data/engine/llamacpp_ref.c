@@ -37,7 +37,7 @@ int main(int argc, char **argv) {
     struct llama_model_params mp = llama_model_default_params();
     struct llama_model *model = llama_model_load_from_file(path, mp);
     struct llama_context_params cp = llama_context_default_params();
-    cp.n_ctx = 1024; cp.n_batch = 512; cp.n_threads = nth; cp.n_threads_batch = nth;
+    cp.n_ctx = 2048; cp.n_batch = 2048; cp.n_ubatch = 512; cp.n_threads = nth; cp.n_threads_batch = nth;
     if (getenv("NOFA")) cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
     cp.cb_eval = cb; cp.cb_eval_user_data = NULL;
     struct llama_context *ctx = llama_init_from_model(model, cp);

@@ -106,7 +106,7 @@ def main():
                 cases.append(case(exe, 'gemma-3-270m-%d' % i, gemma, ids, 32,
                                   {'model': 'default-model', 'prompt': p}))
     json.dump({'engine': 'llama.cpp 3f545bec CPU (x86 AVX-512 + AVX512-FP16), flash attention auto, '
-                         'n_ctx 1024, n_batch 512, 1 thread, F16 KV cache',
+                         'n_ctx 2048, n_batch 2048, n_ubatch 512, 1 thread, F16 KV cache',
                'logits': 'top5 = the 5 highest logits at each greedy step as [token, float.hex()]',
                'cases': cases}, open(os.path.join(HERE, 'llamacpp-reference.json'), 'w'), indent=1)
 

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The one script a device call runs: configure and build quarrel with CUDA for sm_90,
+# run the `cuda` tests and the GEMV benchmark, and leave the logs in $OUT.
+#   run: bash bench/device/run-cuda.sh            (the device tool sets OUT)
+# The device image lacks libpcre2-dev and libutf8proc-dev; when pkg-config cannot find
+# them, the script unpacks .deb files carried in .devdeps/ (gitignored; fetch them with
+# `cd .devdeps && apt-get download libpcre2-dev libpcre2-8-0 libutf8proc-dev libutf8proc2`)
+# into a private prefix, never into /.
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+OUT=${OUT:-/tmp/quarrel-cuda-out}
+BUILD=${BUILD:-$ROOT/build-device}
+mkdir -p "$OUT"
+cd "$ROOT" || exit 1
+
+if ! pkg-config --exists libpcre2-8 libutf8proc 2>/dev/null; then
+  pfx=/tmp/quarrel-devdeps
+  libdir=$pfx/usr/lib/x86_64-linux-gnu
+  for f in "$ROOT"/.devdeps/*.deb; do
+    [ -e "$f" ] || { echo "missing libpcre2-dev/libutf8proc-dev and no .devdeps/*.deb" >&2; exit 1; }
+    dpkg -x "$f" "$pfx"
+  done
+  sed -i "s|^prefix=.*|prefix=$pfx/usr|" "$libdir"/pkgconfig/*.pc
+  export PKG_CONFIG_PATH=$libdir/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
+  export LD_LIBRARY_PATH=$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+fi
+
+{ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv; nvcc --version | tail -2; } | tee "$OUT/device.txt"
+git -C "$ROOT" rev-parse HEAD 2>/dev/null | tee -a "$OUT/device.txt"
+
+set -e
+cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
+  -DCMAKE_CUDA_FLAGS="-Xptxas=-v" >"$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
+cmake --build "$BUILD" -j"$(nproc)" --target test_cuda_kernels cuda_gemv_bench >"$OUT/build.log" 2>&1 \
+  || { grep -E "error|Error" -A3 "$OUT/build.log" | head -60; exit 1; }
+grep -E "Compiling entry|registers|spill" "$OUT/build.log" > "$OUT/ptxas.txt" || true
+set +e
+
+( cd "$BUILD" && ctest -L cuda --output-on-failure -V ) 2>&1 | tee "$OUT/ctest.log"
+test_rc=${PIPESTATUS[0]}
+"$BUILD"/bin/cuda_gemv_bench "$@" 2>&1 | tee "$OUT/bench.md"
+bench_rc=${PIPESTATUS[0]}
+echo "ctest rc=$test_rc bench rc=$bench_rc"
+[ "$test_rc" = 0 ] && [ "$bench_rc" = 0 ]
