@@ -278,7 +278,8 @@ static void check_gemv(qr_type t, int64_t rows, int64_t cols, uint64_t *s, doubl
 }
 
 static void test_gemv(uint64_t *s) {
-    /* rows x (cols in blocks): one block, odd rows, partial tiles, 4096- and 28672-long rows */
+    /* rows x (cols in blocks): one block, odd rows, partial tiles, rows of 1 to 14 tiles,
+     * 4096- and 28672-long rows */
     static const int64_t shapes[][2] = {{1, 1}, {5, 3}, {37, 9}, {130, 16}, {3, 112}, {1, 17}};
     /* float formats: element counts with 1..7 left over after the 16-byte chunks */
     static const int64_t fshapes[][2] = {{1, 1}, {7, 37}, {33, 4096}, {5, 4101}, {2, 14343}};
@@ -292,6 +293,11 @@ static void test_gemv(uint64_t *s) {
                 const int64_t nb = shapes[si][1] * (tr->block_size == 32 && shapes[si][1] > 3 ? 8 : 1);
                 check_gemv(t, shapes[si][0], nb * tr->block_size, s, worst);
             }
+            /* The tiled formats on many rows (more CTAs than fit on the device at once, an
+             * odd row count, a full and a partial tile per row). */
+            if (t == QR_TYPE_Q4_0 || t == QR_TYPE_Q8_0 || t == QR_TYPE_Q4_K || t == QR_TYPE_Q5_K ||
+                t == QR_TYPE_Q6_K)
+                check_gemv(t, 8193, 2304, s, worst);
         } else {
             for (size_t si = 0; si < sizeof fshapes / sizeof fshapes[0]; si++)
                 check_gemv(t, fshapes[si][0], fshapes[si][1], s, worst);

@@ -50,6 +50,8 @@ typedef struct qr_attn_args {
     const int64_t *cells_off; /* n_rows + 1 offsets */
     float scale;              /* applied to each score (1 when Q was pre-scaled) */
     float softcap;            /* 0 = none; else s = softcap * tanh(s * scale / softcap) */
+    bool tiled;               /* the summation order of ggml's tiled kernel (64+ query
+                                 rows in llama.cpp) instead of its per-row kernel */
     float *out;               /* [n_rows][n_head * head_dim_v] */
 } qr_attn_args;
 

@@ -196,6 +196,8 @@ static int attention_block(qr_forward *f, qr_kv_cache *kv, uint32_t il, const qr
         .kv_stride_k = qr_kv_stride_k(kv), .kv_stride_v = qr_kv_stride_v(kv),
         .cells = f->cells, .cells_off = f->cells_off,
         .scale = d->q_prescaled ? 1.0f : d->attn_scale, .softcap = d->attn_softcap, .out = f->attn,
+        /* llama.cpp's CPU flash attention switches to a tiled kernel at 64 query rows. */
+        .tiled = !f->be->batch_invariant && b->n_rows >= 64 && hp->head_dim_v % 16 == 0,
     };
     if (f->be->ops->attention(f->be, &a, err) != QR_OK) return QR_ERR;
     if (observe(f, (int32_t)il, "attn", f->attn, R, (int64_t)hp->n_head * hp->head_dim_v, err) != QR_OK) return QR_ERR;

@@ -10,8 +10,9 @@
  *     acc = f16(acc + v * w) with a fused multiply-add, as ggml_vec_mad_f16;
  *   - the result is acc / S.
  *
- * The same path serves every batch size, so a row's output never depends on how many
- * rows share its batch (llama.cpp switches to a tiled F32 kernel at 64+ query rows). */
+ * With qr_attn_args.tiled the tiled kernel below is emulated instead (llama.cpp's choice
+ * for batches of 64+ query rows); the forward pass asks for it only outside
+ * batch-invariant mode. */
 #include <math.h>
 #include <string.h>
 
@@ -89,6 +90,73 @@ static void attend_f32(const qr_attn_args *a, const float *q, int32_t kvh, int64
     for (int32_t i = 0; i < dv; i++) out[i] = acc[i] * inv;
 }
 
+/* ggml's tiled flash-attention kernel (ggml_compute_forward_flash_attn_ext_tiled), which
+ * llama.cpp uses for batches of 64+ query rows: Q stays F32; keys are taken in tiles of
+ * 64 cells (cell / 64), each score a sequential fma chain over the head dimension; per
+ * tile the running max moves first (rescaling the F32 accumulator and the sum by
+ * expf(M_old - M_new)), then the tile's weights ggml_v_expf(s - M) are summed 16 lanes at
+ * a time into a double, and V is accumulated with a sequential fma chain over the tile's
+ * slots. A row's result depends only on its own cells. */
+static void attend_tiled(const qr_attn_args *a, const float *q, int32_t kvh, int64_t c0, int64_t c1, void *scratch,
+                         float *out) {
+    const int32_t dk = a->head_dim_k, dv = a->head_dim_v;
+    float *acc = scratch, *p = acc + dv, *kq = p + 64;
+    int64_t *slot_cell = (int64_t *)(kq + 64);
+    memset(acc, 0, (size_t)dv * sizeof *acc);
+    float M = -INFINITY, S = 0.0f;
+    for (int64_t i = c0; i < c1;) {
+        const int64_t tile = a->cells[i] / 64;
+        for (int t = 0; t < 64; t++) kq[t] = -INFINITY, slot_cell[t] = -1;
+        float tmax = -INFINITY;
+        for (; i < c1 && a->cells[i] / 64 == tile; i++) {
+            const int64_t cell = a->cells[i];
+            float s = 0.0f;
+            if (a->kv_f32) {
+                const float *kc = (const float *)a->k + cell * a->kv_stride_k + (int64_t)kvh * dk;
+                for (int32_t d = 0; d < dk; d++) s = fmaf(kc[d], q[d], s);
+            } else {
+                const uint16_t *kc = (const uint16_t *)a->k + cell * a->kv_stride_k + (int64_t)kvh * dk;
+                for (int32_t d = 0; d < dk; d++) s = fmaf(qr_f16_to_f32(kc[d]), q[d], s);
+            }
+            s = score(a, s);
+            kq[cell % 64] = s;
+            slot_cell[cell % 64] = cell;
+            tmax = s > tmax ? s : tmax;
+        }
+        if (tmax == -INFINITY) continue;
+        const float m_new = fmaxf(M, tmax);
+        if (m_new > M) {
+            const float ms = expf(M - m_new);
+            for (int32_t d = 0; d < dv; d++) acc[d] *= ms;
+            S *= ms;
+        }
+        M = m_new;
+        double sum = 0.0;
+        for (int b = 0; b < 4; b++) {
+            float lane[16];
+            for (int l = 0; l < 16; l++) lane[l] = p[16 * b + l] = qr_cpu_ggml_expf(kq[16 * b + l] - M);
+            float h[8], g[4];
+            for (int l = 0; l < 8; l++) h[l] = lane[8 + l] + lane[l];
+            for (int l = 0; l < 4; l++) g[l] = h[4 + l] + h[l];
+            sum += (double)((g[0] + g[2]) + (g[1] + g[3]));
+        }
+        S = (float)((double)S + sum);
+        for (int t = 0; t < 64; t++) {
+            if (slot_cell[t] < 0) continue; /* masked slots add fma(v, 0, acc) = acc */
+            const int64_t cell = slot_cell[t];
+            if (a->kv_f32) {
+                const float *vc = (const float *)a->v + cell * a->kv_stride_v + (int64_t)kvh * dv;
+                for (int32_t d = 0; d < dv; d++) acc[d] = fmaf(vc[d], p[t], acc[d]);
+            } else {
+                const uint16_t *vc = (const uint16_t *)a->v + cell * a->kv_stride_v + (int64_t)kvh * dv;
+                for (int32_t d = 0; d < dv; d++) acc[d] = fmaf(qr_f16_to_f32(vc[d]), p[t], acc[d]);
+            }
+        }
+    }
+    const float inv = S == 0.0f ? 0.0f : 1.0f / S;
+    for (int32_t d = 0; d < dv; d++) out[d] = acc[d] * inv;
+}
+
 static void attn_worker(void *ctx, int64_t begin, int64_t end, int tid) {
     const attn_job *j = ctx;
     const qr_attn_args *a = j->a;
@@ -100,7 +168,9 @@ static void attn_worker(void *ctx, int64_t begin, int64_t end, int tid) {
         const float *q = a->q + (r * a->n_head + h) * a->head_dim_k;
         float *out = a->out + (r * a->n_head + h) * a->head_dim_v;
         const int64_t c0 = a->cells_off[r], c1 = a->cells_off[r + 1];
-        if (a->kv_f32) {
+        if (a->tiled) {
+            attend_tiled(a, q, h / group, c0, c1, scratch, out);
+        } else if (a->kv_f32) {
             attend_f32(a, q, h / group, c0, c1, scratch, out);
         } else {
             attend_f16(a, q, h / group, c0, c1, scratch, out);
@@ -113,7 +183,7 @@ int qr_cpu_attention(qr_backend *be, const qr_attn_args *a, qr_error *err) {
     if (a->n_head_kv <= 0 || a->n_head % a->n_head_kv != 0) {
         return qr_fail(err, "attention: n_head %d is not a multiple of n_head_kv %d", a->n_head, a->n_head_kv);
     }
-    size_t need = (size_t)(a->head_dim_k + a->head_dim_v) * sizeof(float);
+    size_t need = (size_t)(a->head_dim_k + a->head_dim_v + 128) * sizeof(float) + 64 * sizeof(int64_t);
     if (qr_cpu_reserve_per_thread(cb, need, err) != QR_OK) return QR_ERR;
     attn_job j = {cb, a};
     qr_threadpool_parallel_for(cb->pool, (int64_t)a->n_rows * a->n_head, 1, attn_worker, &j);

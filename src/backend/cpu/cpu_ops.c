@@ -69,9 +69,11 @@ void qr_cpu_rope(qr_backend *be, float *x, int64_t n_rows, int64_t n_head, int64
     }
 }
 
+/* ggml_gelu_f32 as ggml's build compiles it: 1 + a*x*x is contracted into an fma (this
+ * changes one table entry, at x = -1.9990234). */
 static float gelu_tanh(float x) {
     const float c = 0.79788456080286535587989211986876f, a = 0.044715f;
-    return 0.5f * x * (1.0f + tanhf(c * x * (1.0f + a * x * x)));
+    return 0.5f * x * (1.0f + tanhf(c * x * fmaf(a * x, x, 1.0f)));
 }
 
 void qr_cpu_gelu_table_init(uint16_t *table) {

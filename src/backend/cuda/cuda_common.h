@@ -21,9 +21,15 @@ extern "C" {
                            cudaGetErrorString(qr_cuda_status_));                       \
     } while (0)
 
-/* After a kernel launch: reports a bad launch configuration at once. Faults inside the
- * kernel surface at the next synchronizing call, which is checked the same way. */
-#define QR_CUDA_LAUNCHED(what, err) QR_CUDA_TRY(cudaGetLastError(), err)
+/* After a kernel launch: reports a bad launch configuration at once, naming the kernel.
+ * Faults inside the kernel surface at the next synchronizing call, checked the same way. */
+#define QR_CUDA_LAUNCHED(what, err)                                                     \
+    do {                                                                               \
+        cudaError_t qr_cuda_status_ = cudaGetLastError();                              \
+        if (qr_cuda_status_ != cudaSuccess)                                            \
+            return qr_fail((err), "%s:%d: launching %s: %s", __FILE__, __LINE__, (what), \
+                           cudaGetErrorString(qr_cuda_status_));                       \
+    } while (0)
 
 /* Weight rows start at 16-byte aligned offsets so every kernel may read them with
  * 16-byte vector loads; the bytes between row_bytes and pitch are zero. */

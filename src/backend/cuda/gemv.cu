@@ -416,6 +416,6 @@ int qr_cuda_gemv_launch(const qr_cuda_matrix *m, const float *x, float *y, int n
     case 7: launch_nc<7>(L); break;
     default: launch_nc<8>(L); break;
     }
-    QR_CUDA_LAUNCHED("gemv", err);
+    QR_CUDA_LAUNCHED("the GEMV kernel", err);
     return QR_OK;
 }
