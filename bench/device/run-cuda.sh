@@ -26,7 +26,9 @@ if ! pkg-config --exists libpcre2-8 libutf8proc 2>/dev/null; then
 fi
 
 { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv; nvcc --version | tail -2; } | tee "$OUT/device.txt"
-git -C "$ROOT" rev-parse HEAD 2>/dev/null | tee -a "$OUT/device.txt"
+# The device copy of the tree may lack git history: record the commit where it exists.
+c=$(git -C "$ROOT" rev-parse --verify -q HEAD 2>/dev/null) || c="unknown (no git history here)"
+echo "commit: $c" | tee -a "$OUT/device.txt"
 
 set -e
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
