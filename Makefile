@@ -1,5 +1,6 @@
 # Thin wrapper over CMake so the README's commands stay short.
-#   make run    install dependencies and the default model, build, run the main job
+#   make run    install dependencies and the default model, build, generate a completion
+#               with it (PROMPT="..." N=48 to change the prompt and length)
 #   make test   install dependencies, build, run every test (ctest)
 BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
@@ -19,8 +20,10 @@ build: deps
 model:
 	@bash scripts/default-model.sh >/dev/null
 
+PROMPT ?= The three most important things to know about the ocean are
+N ?= 48
 run: build
-	@model=$$(bash scripts/default-model.sh) && ./$(BUILD)/bin/quarrel inspect "$$model"
+	@model=$$(bash scripts/default-model.sh) && ./$(BUILD)/bin/quarrel run -m "$$model" -p "$(PROMPT)" -n $(N) && echo
 
 test-data:
 	@bash scripts/test-data.sh

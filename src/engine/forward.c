@@ -5,6 +5,15 @@
  *                before attention; rms post-norms on the attention and FFN outputs.
  * The residual stream, norms and RoPE stay in F32; the matmuls convert activations as
  * the backend's matmul op documents; K and V are stored in the cache's type. */
+/* Bit-exactness with llama.cpp needs each a*b+c rounded exactly as written here (fmaf
+ * where ggml's build fuses, two roundings elsewhere): no FMA contraction by the compiler.
+ * Clang contracts by default unless told; GCC does not in ISO C mode (-std=c11). */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__) && !defined(__STRICT_ANSI__) && defined(__FMA__)
+#error "compile the CPU backend as ISO C (-std=c11): in GNU C mode GCC fuses multiply-adds"
+#endif
+
 #include "engine/forward.h"
 
 #include <math.h>

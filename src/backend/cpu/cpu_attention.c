@@ -13,6 +13,15 @@
  * With qr_attn_args.tiled the tiled kernel below is emulated instead (llama.cpp's choice
  * for batches of 64+ query rows); the forward pass asks for it only outside
  * batch-invariant mode. */
+/* Bit-exactness with llama.cpp needs each a*b+c rounded exactly as written here (fmaf
+ * where ggml's build fuses, two roundings elsewhere): no FMA contraction by the compiler.
+ * Clang contracts by default unless told; GCC does not in ISO C mode (-std=c11). */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__) && !defined(__STRICT_ANSI__) && defined(__FMA__)
+#error "compile the CPU backend as ISO C (-std=c11): in GNU C mode GCC fuses multiply-adds"
+#endif
+
 #include <math.h>
 #include <string.h>
 

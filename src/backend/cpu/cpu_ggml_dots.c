@@ -16,6 +16,15 @@
  *     F16 arithmetic (every step rounded to F16) and the rest in float/double.
  * Each emulation was checked bit for bit against the functions exported by the
  * reference build's libggml-cpu (tests/engine_golden_test.py notes how). */
+/* Bit-exactness with llama.cpp needs each a*b+c rounded exactly as written here (fmaf
+ * where ggml's build fuses, two roundings elsewhere): no FMA contraction by the compiler.
+ * Clang contracts by default unless told; GCC does not in ISO C mode (-std=c11). */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__) && !defined(__STRICT_ANSI__) && defined(__FMA__)
+#error "compile the CPU backend as ISO C (-std=c11): in GNU C mode GCC fuses multiply-adds"
+#endif
+
 #include <math.h>
 
 #include "backend/cpu/cpu_internal.h"

@@ -13,6 +13,15 @@
  *     minus 32 * (scale * bsum) of sub-blocks 2l, 2l+1; acc[l] = fma(d, float(lane), acc[l]).
  * Each was checked bit for bit against the functions exported by the reference build's
  * libggml-cpu on real model rows. */
+/* Bit-exactness with llama.cpp needs each a*b+c rounded exactly as written here (fmaf
+ * where ggml's build fuses, two roundings elsewhere): no FMA contraction by the compiler.
+ * Clang contracts by default unless told; GCC does not in ISO C mode (-std=c11). */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__) && !defined(__STRICT_ANSI__) && defined(__FMA__)
+#error "compile the CPU backend as ISO C (-std=c11): in GNU C mode GCC fuses multiply-adds"
+#endif
+
 #include <math.h>
 #include <string.h>
 

@@ -10,6 +10,15 @@
  *
  * Work is split over output features; each output is one dot in a fixed order, so a
  * row's result does not depend on the batch it is in or on the thread count. */
+/* Bit-exactness with llama.cpp needs each a*b+c rounded exactly as written here (fmaf
+ * where ggml's build fuses, two roundings elsewhere): no FMA contraction by the compiler.
+ * Clang contracts by default unless told; GCC does not in ISO C mode (-std=c11). */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__) && !defined(__STRICT_ANSI__) && defined(__FMA__)
+#error "compile the CPU backend as ISO C (-std=c11): in GNU C mode GCC fuses multiply-adds"
+#endif
+
 #include <math.h>
 #include <string.h>
 

@@ -1,6 +1,15 @@
 /* Row-wise ops: RMSNorm, RoPE, gated activations. Each follows the arithmetic of ggml's
  * CPU op step by step (ggml/src/ggml-cpu/ops.cpp, vec.h), because their rounding feeds
  * every later layer. They are cheap next to the matmuls and run on the calling thread. */
+/* Bit-exactness with llama.cpp needs each a*b+c rounded exactly as written here (fmaf
+ * where ggml's build fuses, two roundings elsewhere): no FMA contraction by the compiler.
+ * Clang contracts by default unless told; GCC does not in ISO C mode (-std=c11). */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__) && !defined(__STRICT_ANSI__) && defined(__FMA__)
+#error "compile the CPU backend as ISO C (-std=c11): in GNU C mode GCC fuses multiply-adds"
+#endif
+
 #include <math.h>
 #include <string.h>
 
