@@ -6,7 +6,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run model test-data test test-asan fuzz clean
+.PHONY: all deps build run model test-data test test-slow test-asan fuzz clean
 
 all: build
 
@@ -29,7 +29,11 @@ test-data:
 	@bash scripts/test-data.sh
 
 test: build model test-data
-	@cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+	@cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -LE slow
+
+# The end-to-end checks that take tens of minutes here (Gemma 3 perplexity on GPL-3).
+test-slow: build model test-data
+	@cd $(BUILD) && ctest --output-on-failure -L slow
 
 # The C tests under AddressSanitizer + UndefinedBehaviorSanitizer (no CUDA, no Python).
 test-asan: deps

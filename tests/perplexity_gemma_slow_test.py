@@ -31,7 +31,7 @@ def main():
     if not os.path.exists(text) or hashlib.sha256(open(text, 'rb').read()).hexdigest() != gold['text_sha256']:
         skip('%s is absent or not the text llama.cpp measured (sha256 differs)' % text)
     t0 = time.time()
-    rc, running, final, err = perplexity(['-m', model, '-f', text, '-c', '512'], timeout=3000)
+    rc, running, final, err = perplexity(['-m', model, '-f', text, '-c', '512'], timeout=5400)
     print('quarrel perplexity took %.0f s' % (time.time() - t0))
     check(rc == 0, 'exit 0 (%r)' % err.strip()[-200:])
     # llama.cpp's flash-attention on/off runs differ by up to this much in a running value

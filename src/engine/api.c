@@ -226,7 +226,9 @@ static int run_steps(qr_ctx *c, const qr_batch *b, const rows *r, qr_error *e) {
     for (int32_t i0 = 0; i0 < b->n_tokens; i0 += c->n_batch) {
         const int32_t n = b->n_tokens - i0 < c->n_batch ? b->n_tokens - i0 : c->n_batch;
         qr_fwd_batch fb = {n, b->tokens + i0, r->pos + i0, r->seq + i0, r->want + i0};
-        if (qr_forward_run(c->fwd, c->kv, &fb, c->logits + (size_t)out_i * n_vocab, e) != QR_OK) {
+        /* No logits buffer exists when no row of the batch asks for logits. */
+        float *out = c->logits ? c->logits + (size_t)out_i * n_vocab : NULL;
+        if (qr_forward_run(c->fwd, c->kv, &fb, out, e) != QR_OK) {
             return qr_fail_prefix(e, "decoding rows %d..%d: ", i0, i0 + n - 1);
         }
         for (int32_t i = i0; i < i0 + n; i++) {
