@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/timer.h"
 #include "cli_parse.h"
 #include "commands.h"
 #include "quarrel.h"
@@ -131,12 +132,6 @@ static int parse_args(int argc, char **argv, chat_opts *o) {
 }
 
 /* ---- Small helpers ------------------------------------------------------------------------- */
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static int fail(const char *msg) {
     fprintf(stderr, "quarrel chat: %s\n", msg);
@@ -345,15 +340,15 @@ static int run_turn(chat_state *st, const chat_opts *o, const char *line) {
     turn_stats ts = {0};
     st->turn++;
     if (add_message(st, "user", line) || render_prompt(st)) return 1;
-    double t0 = now_s();
+    double t0 = qr_time_now_s();
     if (sync_cache(st, o, &ts)) return 1;
-    ts.t_prompt = now_s() - t0;
+    ts.t_prompt = qr_time_now_s() - t0;
     /* The penalty window sees the conversation so far, as llama.cpp's does. */
     qr_sampling_reset(st->s);
     for (int32_t i = 0; i < st->prompt.n; i++) qr_sampling_accept(st->s, st->prompt.v[i]);
-    t0 = now_s();
+    t0 = qr_time_now_s();
     if (generate(st, o, &ts)) return 1;
-    ts.t_gen = now_s() - t0;
+    ts.t_gen = qr_time_now_s() - t0;
     fputc('\n', stdout);
     fflush(stdout);
     if (add_message(st, "assistant", st->reply)) return 1;

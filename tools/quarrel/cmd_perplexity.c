@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/timer.h"
 #include "cli_parse.h"
 #include "commands.h"
 #include "quarrel.h"
@@ -93,12 +94,6 @@ static int parse_args(int argc, char **argv, ppl_opts *o) {
     }
     if (o->n_batch > o->n_ctx) o->n_batch = o->n_ctx;
     return 0;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* ---- Input --------------------------------------------------------------------------------- */
@@ -187,12 +182,12 @@ static int run_chunks(qr_model *m, qr_ctx *c, const ppl_opts *o, const qr_token 
     int8_t *want = malloc((size_t)o->n_batch);
     ppl_acc acc = {0};
     int rc = work && want ? 0 : (fprintf(stderr, "quarrel perplexity: out of memory\n"), 1);
-    const double t0 = now_s();
+    const double t0 = qr_time_now_s();
     for (int32_t i = 0; i < n_chunk && !rc; i++) {
         rc = eval_chunk(m, c, o, toks + (size_t)i * (size_t)o->n_ctx, work, want, &acc);
         if (rc) break;
         if (i == 0) {
-            const double t = now_s() - t0;
+            const double t = qr_time_now_s() - t0;
             fprintf(stderr, "quarrel perplexity: %.2f seconds per chunk, ETA %.2f minutes\n", t, t * n_chunk / 60.0);
         }
         printf("[%d]%.4f,", i + 1, exp(acc.nll / (double)acc.count));
@@ -210,7 +205,7 @@ static int run_chunks(qr_model *m, qr_ctx *c, const ppl_opts *o, const qr_token 
         printf("Final estimate: PPL = %.4f (no spread: the log-probabilities do not vary)\n", ppl);
     }
     fprintf(stderr, "quarrel perplexity: %d chunks, %lld tokens scored, %.2f s, %d threads\n", n_chunk,
-            (long long)acc.count, now_s() - t0, qr_ctx_n_threads(c));
+            (long long)acc.count, qr_time_now_s() - t0, qr_ctx_n_threads(c));
     return 0;
 }
 

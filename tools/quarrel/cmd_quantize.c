@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/timer.h"
 #include "commands.h"
 #include "core/threadpool.h"
 #include "gguf/gguf.h"
@@ -90,12 +91,6 @@ static int parse_args(int argc, char **argv, options *o) {
     o->out_path = pos[1];
     o->type_name = pos[2];
     return -1;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* ---- Progress ------------------------------------------------------------------------- */
@@ -322,7 +317,7 @@ static int quantize_file(const options *o, const qr_quant_mix *mix, qr_error *er
     qr_threadpool *pool = NULL;
     qr_quant_plan plan = {0};
     totals tot = {0};
-    const double t0 = now_s();
+    const double t0 = qr_time_now_s();
     int rc = check_distinct(o->in_path, o->out_path, err);
     if (rc == QR_OK) rc = qr_gguf_open(o->in_path, &in, err);
     if (rc == QR_OK) rc = check_not_split(in, err);
@@ -345,7 +340,7 @@ static int quantize_file(const options *o, const qr_quant_mix *mix, qr_error *er
         fprintf(stderr, "quarrel quantize: wrote %s as %s: %lld tensors (%lld converted), "
                 "%.2f MiB -> %.2f MiB, %d threads, %.2f s\n", o->out_path, mix->name,
                 (long long)plan.n, (long long)tot.n_converted, tot.bytes_in / mib,
-                tot.bytes_out / mib, o->n_threads, now_s() - t0);
+                tot.bytes_out / mib, o->n_threads, qr_time_now_s() - t0);
     }
     qr_quant_plan_free(&plan);
     qr_threadpool_destroy(pool);

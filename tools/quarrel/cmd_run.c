@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/timer.h"
 #include "commands.h"
 #include "quarrel.h"
 #include "run_audit.h"
@@ -139,12 +140,6 @@ static int parse_args(int argc, char **argv, run_opts *o) {
 
 /* ---- Generation ------------------------------------------------------------------------------- */
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 typedef struct run_state {
     qr_model *m;
     qr_ctx *c;
@@ -199,11 +194,11 @@ static void emit(const run_state *st, qr_token t) {
 
 static int generate(run_state *st, const run_opts *o) {
     char err[512];
-    double t0 = now_s();
+    double t0 = qr_time_now_s();
     for (int32_t i = 0; i < st->n_prompt; i++) qr_sampling_accept(st->s, st->prompt[i]);
     if (decode(st, st->prompt, st->n_prompt)) return 1;
-    st->t_prompt = now_s() - t0;
-    t0 = now_s();
+    st->t_prompt = qr_time_now_s() - t0;
+    t0 = qr_time_now_s();
     const int32_t room = qr_ctx_n_ctx(st->c) - st->n_prompt;
     for (int32_t i = 0; i < o->n_predict; i++) {
         qr_token t = qr_sampling_sample(st->s, st->c, -1, err, sizeof err);
@@ -221,13 +216,13 @@ static int generate(run_state *st, const run_opts *o) {
         }
         if (i + 1 < o->n_predict && decode(st, &t, 1)) return 1;
     }
-    st->t_gen = now_s() - t0;
+    st->t_gen = qr_time_now_s() - t0;
     return 0;
 }
 
 static int setup(run_state *st, const run_opts *o) {
     char err[512];
-    double t0 = now_s();
+    double t0 = qr_time_now_s();
     st->m = qr_model_load(o->model, err, sizeof err);
     if (!st->m) return fprintf(stderr, "quarrel run: %s\n", err), 1;
     qr_ctx_params cp = qr_ctx_default_params();
@@ -240,7 +235,7 @@ static int setup(run_state *st, const run_opts *o) {
     if (!st->c) return fprintf(stderr, "quarrel run: %s\n", err), 1;
     st->s = qr_sampling_create(st->m, &o->sp, err, sizeof err);
     if (!st->s) return fprintf(stderr, "quarrel run: %s\n", err), 1;
-    st->t_load = now_s() - t0;
+    st->t_load = qr_time_now_s() - t0;
     if (o->dump_path) {
         st->audit.dump = fopen(o->dump_path, "w");
         if (!st->audit.dump) return fprintf(stderr, "quarrel run: cannot write %s: %s\n", o->dump_path, strerror(errno)), 1;
