@@ -40,6 +40,27 @@ typedef struct qr_sampling qr_sampling;
 qr_model *qr_model_load(const char *path, char *err, size_t err_size);
 void qr_model_free(qr_model *m);
 
+/* Overrides of the model's compute semantics (src/engine/api_arch.c, docs/api.md). */
+typedef struct qr_model_params {
+    const char *arch_config_path; /* JSON object of descriptor fields to override, e.g.
+                                     {"n_swa": 4096}; NULL = none. Keys: see
+                                     `quarrel inspect --arch-json`; sizes and tensor
+                                     presence are read-only */
+    int32_t swa_window;           /* sliding window in tokens, applied after the config;
+                                     -1 = as the file (and config) say, 0 = none. With no
+                                     stated layer pattern every layer slides (Mistral) */
+} qr_model_params;
+
+qr_model_params qr_model_default_params(void);
+/* qr_model_load with overrides; p == NULL is qr_model_load. A bad config fails with a
+ * message naming the file and the key. */
+qr_model *qr_model_load_with(const char *path, const qr_model_params *p, char *err, size_t err_size);
+
+/* The resolved compute semantics (every descriptor field) as pretty-printed JSON: writes
+ * at most cap bytes including a NUL and returns the full length (without the NUL); -1 on
+ * allocation failure. buf = NULL, cap = 0 sizes it. */
+int32_t qr_model_describe_json(const qr_model *m, char *buf, int32_t cap);
+
 const char *qr_model_arch(const qr_model *m);   /* "llama", "mistral", "qwen2", "gemma3" */
 int32_t qr_model_n_vocab(const qr_model *m);
 int32_t qr_model_n_ctx_train(const qr_model *m);

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(build-essential cmake pkg-config clang libclang-rt-14-dev libpcre2-dev libutf8proc-dev python3 python3-pip)
+APT_PACKAGES=(build-essential cmake pkg-config clang libclang-rt-14-dev libpcre2-dev libutf8proc-dev libcjson-dev python3 python3-pip)
 PY_PACKAGES=(gguf==0.19.0 numpy jinja2)
 
 missing=()

@@ -4,7 +4,8 @@
 #   run: bash bench/device/run-cuda.sh            (the device tool sets OUT)
 # The device image lacks libpcre2-dev and libutf8proc-dev; when pkg-config cannot find
 # them, the script unpacks .deb files carried in .devdeps/ (gitignored; fetch them with
-# `cd .devdeps && apt-get download libpcre2-dev libpcre2-8-0 libutf8proc-dev libutf8proc2`)
+# `cd .devdeps && apt-get download libpcre2-dev libpcre2-8-0 libutf8proc-dev libutf8proc2
+#  libcjson-dev libcjson1`)
 # into a private prefix, never into /.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -13,7 +14,7 @@ BUILD=${BUILD:-$ROOT/build-device}
 mkdir -p "$OUT"
 cd "$ROOT" || exit 1
 
-if ! pkg-config --exists libpcre2-8 libutf8proc 2>/dev/null; then
+if ! pkg-config --exists libpcre2-8 libutf8proc libcjson 2>/dev/null; then
   pfx=/tmp/quarrel-devdeps
   libdir=$pfx/usr/lib/x86_64-linux-gnu
   for f in "$ROOT"/.devdeps/*.deb; do
@@ -21,6 +22,8 @@ if ! pkg-config --exists libpcre2-8 libutf8proc 2>/dev/null; then
     dpkg -x "$f" "$pfx"
   done
   sed -i "s|^prefix=.*|prefix=$pfx/usr|" "$libdir"/pkgconfig/*.pc
+  # libcjson.pc states absolute paths instead of ${prefix}.
+  sed -i -e "s#^libdir=/usr#libdir=$pfx/usr#" -e "s#^includedir=/usr#includedir=$pfx/usr#" "$libdir"/pkgconfig/*.pc
   export PKG_CONFIG_PATH=$libdir/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
   export LD_LIBRARY_PATH=$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 fi

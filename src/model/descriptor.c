@@ -225,6 +225,9 @@ int qr_descriptor_read(const qr_gguf *g, qr_descriptor *d, qr_error *err) {
     default:
         return qr_fail(err, "%s: architecture %s has no descriptor", qr_gguf_path(g), d->arch->name);
     }
+    /* Without a stated pattern every layer is alike: a window given later (--swa,
+     * --arch-config) then applies to all of them, as Mistral's does. */
+    if (d->swa_pattern == 0) d->swa_pattern = 1;
     if (d->rope_type == QR_ROPE_NORM && d->hp.n_rot % 2 != 0) return qr_fail(err, "n_rot must be even");
     return QR_OK;
 }

@@ -63,4 +63,25 @@ int qr_descriptor_read(const qr_gguf *g, qr_descriptor *d, qr_error *err);
 /* True when layer il uses sliding-window attention. */
 bool qr_descriptor_layer_is_swa(const qr_descriptor *d, uint32_t il);
 
+/* ---- Resolved descriptor as JSON, and overrides (src/model/descriptor_json.c) ------------ */
+
+/* Writes every field of d (and the sizes of d->hp) as a pretty-printed JSON object into a
+ * malloc'd, NUL-terminated *out (free it). Feeding it back to qr_descriptor_apply_json
+ * changes nothing. */
+int qr_descriptor_to_json(const qr_descriptor *d, char **out, qr_error *err);
+
+/* Overrides the fields named in the JSON object `json` (e.g. {"n_swa": 4096}). Fields
+ * that describe tensor presence or sizes (arch, n_embd, n_layer, n_head, qkv_bias,
+ * tied_output, ...) must match the file and are accepted only with their current value.
+ * An unknown key, a wrong type or an out-of-range value fails naming the key and
+ * source_name (a file name, for messages) and leaves d unchanged. */
+int qr_descriptor_apply_json(qr_descriptor *d, const char *json, const char *source_name, qr_error *err);
+
+/* Reads the file at path and applies it as qr_descriptor_apply_json. */
+int qr_descriptor_apply_json_file(qr_descriptor *d, const char *path, qr_error *err);
+
+/* Sets the sliding window (0 = none). A descriptor whose layers are all alike
+ * (swa_pattern 1: llama, mistral, qwen2) then slides on every layer. */
+int qr_descriptor_set_swa(qr_descriptor *d, int64_t n_swa, qr_error *err);
+
 #endif

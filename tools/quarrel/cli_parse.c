@@ -58,3 +58,12 @@ int cli_parse_sampling(const char *cmd, const char *a, const char *v, qr_samplin
     if (cli_is(a, "--seed", NULL)) return cli_parse_u64(cmd, a, v, &sp->seed);
     return 2;
 }
+
+int cli_parse_model(const char *cmd, const char *a, const char *v, qr_model_params *mp) {
+    if (cli_is(a, "--arch-config", NULL)) {
+        mp->arch_config_path = v;
+        return 0;
+    }
+    if (cli_is(a, "--swa", NULL)) return cli_parse_i32(cmd, a, v, 0, INT32_MAX, &mp->swa_window);
+    return 2;
+}

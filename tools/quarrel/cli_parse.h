@@ -18,6 +18,10 @@ int cli_parse_u64(const char *cmd, const char *flag, const char *s, uint64_t *ou
  * --repeat-last-n --seed). Returns 0 parsed, 1 bad value, 2 not a sampling flag. */
 int cli_parse_sampling(const char *cmd, const char *flag, const char *value, qr_sampling_params *sp);
 
+/* The model-override flags (--arch-config FILE.json, --swa N) of run, chat, perplexity
+ * and inspect. Returns 0 parsed, 1 bad value, 2 not one of them. */
+int cli_parse_model(const char *cmd, const char *flag, const char *value, qr_model_params *mp);
+
 /* a equals the short or the long spelling (long may be NULL). */
 bool cli_is(const char *a, const char *short_name, const char *long_name);
 
@@ -29,5 +33,11 @@ bool cli_is(const char *a, const char *short_name, const char *long_name);
     "  --repeat-penalty R      repetition penalty (default 1 = off)\n"              \
     "  --repeat-last-n N       tokens the penalty looks back over (default 64)\n"   \
     "  --seed S                sampling seed (default 0)\n"
+
+#define CLI_MODEL_HELP                                                              \
+    "  --arch-config FILE      JSON object overriding descriptor fields, e.g.\n"      \
+    "                          {\"n_swa\": 4096} (keys: quarrel inspect --arch-json)\n" \
+    "  --swa N                 sliding window in tokens (0 = none); with no layer\n"   \
+    "                          pattern every layer slides (Mistral v0.1: 4096)\n"
 
 #endif

@@ -27,6 +27,7 @@ typedef struct chat_opts {
     const char *model, *system, *tmpl;
     int32_t n_ctx, n_threads, n_predict;
     qr_sampling_params sp;
+    qr_model_params mp;
     bool verbose, no_cache, kv_f32, batch_invariant;
 } chat_opts;
 
@@ -72,6 +73,7 @@ static void usage(FILE *f) {
             "  -t, --threads N         threads (default: all CPUs)\n"
             "  -n, --n-predict N       most tokens per reply (default -1 = until end of turn)\n"
             CLI_SAMPLING_HELP
+            CLI_MODEL_HELP
             "  --kv-f32                F32 KV cache instead of F16\n"
             "  --batch-invariant       sum every row in the decode order (see docs/api.md)\n"
             "  --no-cache              re-decode the whole conversation every turn (for tests)\n"
@@ -90,7 +92,10 @@ static int parse_value(chat_opts *o, const char *a, const char *v) {
     else if (cli_is(a, "-c", "--ctx-size")) return cli_parse_i32(CMD, a, v, 0, 1 << 24, &o->n_ctx);
     else if (cli_is(a, "-t", "--threads")) return cli_parse_i32(CMD, a, v, 1, 1024, &o->n_threads);
     else if (cli_is(a, "-n", "--n-predict")) return cli_parse_i32(CMD, a, v, -1, 1 << 30, &o->n_predict);
-    else return cli_parse_sampling(CMD, a, v, &o->sp);
+    else {
+        int rc = cli_parse_model(CMD, a, v, &o->mp);
+        return rc != 2 ? rc : cli_parse_sampling(CMD, a, v, &o->sp);
+    }
     return 0;
 }
 
@@ -211,7 +216,7 @@ static int choose_template(chat_state *st, const chat_opts *o) {
 
 static int setup(chat_state *st, const chat_opts *o) {
     char err[1024];
-    st->m = qr_model_load(o->model, err, sizeof err);
+    st->m = qr_model_load_with(o->model, &o->mp, err, sizeof err);
     if (!st->m) return fail(err);
     if (choose_template(st, o)) return 1;
     qr_ctx_params cp = qr_ctx_default_params();
@@ -399,7 +404,7 @@ static int chat_loop(chat_state *st, const chat_opts *o) {
 }
 
 int cmd_chat(int argc, char **argv) {
-    chat_opts o = {.n_predict = -1, .sp = qr_sampling_default_params()};
+    chat_opts o = {.n_predict = -1, .sp = qr_sampling_default_params(), .mp = qr_model_default_params()};
     int rc = parse_args(argc, argv, &o);
     if (rc) return rc == 3 ? 0 : rc;
     chat_state st = {0};

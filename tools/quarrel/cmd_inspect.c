@@ -1,11 +1,14 @@
 /* quarrel inspect FILE [--json] [--array-items N|all]: prints a GGUF file's header,
- * metadata, tensor table and totals by type, as text or as one JSON document. */
+ * metadata, tensor table and totals by type, as text or as one JSON document.
+ * quarrel inspect FILE --arch-json [--arch-config F] [--swa N]: prints the resolved
+ * descriptor (the compute semantics quarrel runs the model with) after overrides. */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli_parse.h"
 #include "commands.h"
 #include "gguf/gguf.h"
 
@@ -21,6 +24,7 @@ typedef struct {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: quarrel inspect FILE [--json] [--array-items N|all]\n"
+            "       quarrel inspect FILE --arch-json [--arch-config FILE.json] [--swa N]\n"
             "\n"
             "Prints a GGUF file's version, alignment, data offset, metadata, tensor table\n"
             "(name, type, shape, bytes, offset in the data section), totals by type and the\n"
@@ -28,6 +32,10 @@ static void usage(FILE *f) {
             "\n"
             "  --json              print one JSON document instead of text\n"
             "  --array-items N     show the first N items of each array (default %d; 'all')\n"
+            "  --arch-json         load the model and print its resolved descriptor (compute\n"
+            "                      semantics: norms, RoPE, sliding window, scales) as JSON;\n"
+            "                      --arch-config FILE.json and --swa N apply overrides first,\n"
+            "                      as for quarrel run\n"
             "  -h, --help          show this help\n",
             DEFAULT_ARRAY_ITEMS);
 }
@@ -325,8 +333,32 @@ static int parse_items(const char *s, uint64_t *out) {
     return 0;
 }
 
+/* The descriptor through the public API, so it shows exactly what `quarrel run` uses. */
+static int print_arch_json(const char *path, const qr_model_params *mp) {
+    char err[1024];
+    qr_model *m = qr_model_load_with(path, mp, err, sizeof err);
+    if (!m) {
+        fprintf(stderr, "quarrel inspect: %s\n", err);
+        return 1;
+    }
+    int32_t n = qr_model_describe_json(m, NULL, 0);
+    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    int rc = 1;
+    if (buf && qr_model_describe_json(m, buf, n + 1) == n) {
+        printf("%s\n", buf);
+        rc = fflush(stdout) == 0 ? 0 : 1;
+    } else {
+        fprintf(stderr, "quarrel inspect: out of memory\n");
+    }
+    free(buf);
+    qr_model_free(m);
+    return rc;
+}
+
 int cmd_inspect(int argc, char **argv) {
     printer pr = {.out = stdout, .json = false, .max_items = DEFAULT_ARRAY_ITEMS};
+    qr_model_params mp = qr_model_default_params();
+    bool arch_json = false, overrides = false;
     const char *path = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -335,6 +367,11 @@ int cmd_inspect(int argc, char **argv) {
             return 0;
         } else if (strcmp(a, "--json") == 0) {
             pr.json = true;
+        } else if (strcmp(a, "--arch-json") == 0) {
+            arch_json = true;
+        } else if ((strcmp(a, "--arch-config") == 0 || strcmp(a, "--swa") == 0) && i + 1 < argc) {
+            if (cli_parse_model("inspect", a, argv[++i], &mp) != 0) return 1;
+            overrides = true;
         } else if (strcmp(a, "--array-items") == 0 && i + 1 < argc && parse_items(argv[i + 1], &pr.max_items) == 0) {
             i++;
         } else if (a[0] == '-' && a[1] != '\0') {
@@ -353,6 +390,11 @@ int cmd_inspect(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    if (overrides && !arch_json) {
+        fprintf(stderr, "quarrel inspect: --arch-config and --swa only apply with --arch-json\n");
+        return 2;
+    }
+    if (arch_json) return print_arch_json(path, &mp);
     qr_gguf *g;
     qr_error err;
     if (qr_gguf_open(path, &g, &err) != QR_OK) {

@@ -26,6 +26,7 @@ typedef struct ppl_opts {
     const char *model, *file;
     int32_t n_ctx, n_threads, n_batch, n_chunks;
     bool kv_f32;
+    qr_model_params mp;
 } ppl_opts;
 
 typedef struct ppl_acc {
@@ -48,6 +49,7 @@ static void usage(FILE *f) {
             "  -b, --batch-size N      rows per forward step (default 512; at most N)\n"
             "  --chunks N              evaluate at most N chunks (default: all)\n"
             "  --kv-f32                F32 KV cache instead of F16\n"
+            CLI_MODEL_HELP
             "  -h, --help              show this help\n"
             "\n"
             "Exit codes: 0 ok, 1 error (bad model, unreadable or too short text), 2 usage.\n");
@@ -60,7 +62,7 @@ static int parse_value(ppl_opts *o, const char *a, const char *v) {
     else if (cli_is(a, "-t", "--threads")) return cli_parse_i32(CMD, a, v, 1, 1024, &o->n_threads);
     else if (cli_is(a, "-b", "--batch-size")) return cli_parse_i32(CMD, a, v, 1, 1 << 24, &o->n_batch);
     else if (cli_is(a, "--chunks", NULL)) return cli_parse_i32(CMD, a, v, 1, 1 << 30, &o->n_chunks);
-    else return 2;
+    else return cli_parse_model(CMD, a, v, &o->mp);
     return 0;
 }
 
@@ -215,7 +217,7 @@ static int perplexity(const ppl_opts *o) {
     int32_t n_tok = 0;
     qr_ctx *c = NULL;
     int rc = 1;
-    qr_model *m = qr_model_load(o->model, err, sizeof err);
+    qr_model *m = qr_model_load_with(o->model, &o->mp, err, sizeof err);
     if (!m) {
         fprintf(stderr, "quarrel perplexity: %s\n", err);
         return 1;
@@ -255,7 +257,7 @@ done:
 }
 
 int cmd_perplexity(int argc, char **argv) {
-    ppl_opts o = {.n_ctx = 512, .n_batch = 512};
+    ppl_opts o = {.n_ctx = 512, .n_batch = 512, .mp = qr_model_default_params()};
     int rc = parse_args(argc, argv, &o);
     if (rc) return rc == 3 ? 0 : rc;
     return perplexity(&o);

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "core/timer.h"
+#include "cli_parse.h"
 #include "commands.h"
 #include "quarrel.h"
 #include "run_audit.h"
@@ -17,6 +18,7 @@ typedef struct run_opts {
     const char *model, *prompt, *dump_path;
     int32_t n_predict, n_ctx, n_threads, n_batch;
     qr_sampling_params sp;
+    qr_model_params mp;
     bool check_numerics, kv_f32, batch_invariant, display_prompt;
 } run_opts;
 
@@ -40,6 +42,7 @@ static void usage(FILE *f) {
             "  --repeat-penalty R      repetition penalty (default 1 = off)\n"
             "  --repeat-last-n N       tokens the penalty looks back over (default 64)\n"
             "  --seed S                sampling seed (default 0)\n"
+            CLI_MODEL_HELP
             "  --no-display-prompt     do not echo the prompt\n"
             "  --kv-f32                F32 KV cache instead of F16\n"
             "  --batch-invariant       sum every row in the decode order (see docs/api.md)\n"
@@ -106,7 +109,7 @@ static int parse_value(run_opts *o, const char *a, const char *v) {
     else if (is(a, "--repeat-penalty", NULL)) return parse_f32(a, v, 1e-6f, 1e6f, &o->sp.repeat_penalty);
     else if (is(a, "--repeat-last-n", NULL)) return parse_i32(a, v, 0, 1 << 20, &o->sp.penalty_last_n);
     else if (is(a, "--seed", NULL)) return parse_u64(a, v, &o->sp.seed);
-    else return 2;
+    else return cli_parse_model("run", a, v, &o->mp);
     return 0;
 }
 
@@ -223,7 +226,7 @@ static int generate(run_state *st, const run_opts *o) {
 static int setup(run_state *st, const run_opts *o) {
     char err[512];
     double t0 = qr_time_now_s();
-    st->m = qr_model_load(o->model, err, sizeof err);
+    st->m = qr_model_load_with(o->model, &o->mp, err, sizeof err);
     if (!st->m) return fprintf(stderr, "quarrel run: %s\n", err), 1;
     qr_ctx_params cp = qr_ctx_default_params();
     cp.n_ctx = o->n_ctx;
@@ -254,7 +257,8 @@ static void teardown(run_state *st) {
 }
 
 int cmd_run(int argc, char **argv) {
-    run_opts o = {.n_predict = 128, .sp = qr_sampling_default_params(), .display_prompt = true};
+    run_opts o = {.n_predict = 128, .sp = qr_sampling_default_params(), .mp = qr_model_default_params(),
+                  .display_prompt = true};
     int rc = parse_args(argc, argv, &o);
     if (rc) return rc == 3 ? 0 : rc;
     run_state st = {0};

@@ -66,7 +66,7 @@ static int gen_rows(const synth_gen *g, size_t index, qr_type type, int64_t ncol
     for (int t = 0; t < nt; t++) {
         int64_t a = t * per, b = a + per < n_rows ? a + per : n_rows;
         jobs[t] = (row_job){g, index, type, ncols, row_bytes, row0 + a, b - a,
-                            f32 + a * ncols, out + (size_t)a * row_bytes, QR_OK, {{0}}};
+                            f32 ? f32 + a * ncols : NULL, out + (size_t)a * row_bytes, QR_OK, {{0}}};
         /* the last slice runs on this thread; a failed spawn also runs here */
         if (t < nt - 1 && pthread_create(&tids[t], NULL, run_rows, &jobs[t]) == 0) {
             started[t] = true;
