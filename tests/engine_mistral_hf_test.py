@@ -22,7 +22,6 @@ both for the prompt as one batch and token by token (quantized: same limit). Als
   - the same weights with --window 4096 (no window acting within 64 tokens) give logits far
     from the reference (relative error > 0.1 somewhere), so the window matters here.
 Skips visibly without ../shared, QUARREL_BIN or numpy."""
-import hashlib
 import json
 import os
 import subprocess
@@ -30,7 +29,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from engine_pyapi import Model, load_lib, shared_dir, skip  # noqa: E402
+from engine_pyapi import FAILS, RAN, Model, load_lib, report, sha256, shared_dir, skip  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLD = os.path.join(HERE, 'data', 'golden')
@@ -39,21 +38,6 @@ LIMIT = {'F32': 2e-3, 'F16': 2e-3, 'Q8_0': 4e-2, 'Q6_K': 1e-1, 'Q4_K_M': 1e-1}
 # measure 2.1e-3 / 4.7e-3, the same on rows 0..15 where the window does not act.
 LIMIT_STEP = dict(LIMIT, F32=4e-3, F16=8e-3)
 LIMIT_F32_KV = 2e-5
-FAILS, RAN = [], [0]
-
-
-def report(ok, what):
-    print(('ok   ' if ok else 'FAIL ') + what)
-    RAN[0] += 1
-    if not ok:
-        FAILS.append(what)
-
-
-def sha256(path):
-    with open(path, 'rb') as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
 def synth(words, shared, out):
     words = [w.replace('$QUARREL_SHARED', shared) for w in words]
     r = subprocess.run([os.environ['QUARREL_BIN']] + words[1:-1] + [out], capture_output=True, text=True)

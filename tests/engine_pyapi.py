@@ -141,3 +141,21 @@ def greedy(ctx, prompt_ids, n, on_step=None):
 def shared_dir():
     d = os.environ.get('QUARREL_SHARED', '')
     return d if d and os.path.isdir(d) else None
+
+
+# Check bookkeeping shared by the engine tests: report() records one check, FAILS and RAN
+# hold the outcome for the final summary.
+FAILS, RAN = [], [0]
+
+
+def report(ok, what):
+    print(('ok   ' if ok else 'FAIL ') + what)
+    RAN[0] += 1
+    if not ok:
+        FAILS.append(what)
+
+
+def sha256(path):
+    import hashlib
+    with open(path, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()

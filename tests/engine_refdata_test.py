@@ -10,7 +10,6 @@ the refdata work with its own llama.cpp driver, see that folder's README):
                       with QUARREL_ENGINE_LONG=1: they take minutes with the reference CPU code).
 Parts whose inputs are missing (../shared, the default model, changed synth output) are
 skipped with a message; if nothing could run the test is skipped."""
-import hashlib
 import json
 import os
 import subprocess
@@ -18,25 +17,10 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from engine_pyapi import Model, greedy, load_lib, shared_dir, skip  # noqa: E402
+from engine_pyapi import FAILS, RAN, Model, greedy, load_lib, report, sha256, shared_dir, skip  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLD = os.path.join(HERE, 'data', 'golden')
-FAILS, RAN = [], [0]
-
-
-def report(ok, what):
-    print(('ok   ' if ok else 'FAIL ') + what)
-    RAN[0] += 1
-    if not ok:
-        FAILS.append(what)
-
-
-def sha256(path):
-    with open(path, 'rb') as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
 def arch_logits(lib, shared, tmp):
     import numpy as np
     d = os.path.join(GOLD, 'synth-arch-logits')
