@@ -91,8 +91,24 @@ struct qr_backend {
     bool batch_invariant;
 };
 
-/* The CPU backend with n_threads threads (>= 1). */
+/* The CPU backend with n_threads threads (>= 1), using the fastest kernels the CPU runs
+ * unless the environment variable QUARREL_CPU_KERNELS (scalar | avx2 | avx512) caps them. */
 int qr_backend_cpu_create(int n_threads, qr_backend **out, qr_error *err);
+
+/* Kernel levels: every level computes bit-identical results (the scalar kernels are the
+ * oracle the SIMD ones are tested against); higher levels are faster. */
+typedef enum qr_cpu_kernels {
+    QR_CPU_KERNELS_AUTO = 0, /* the best the CPU has, capped by QUARREL_CPU_KERNELS */
+    QR_CPU_KERNELS_SCALAR,
+    QR_CPU_KERNELS_AVX2,     /* AVX2 + FMA + F16C */
+    QR_CPU_KERNELS_AVX512,   /* AVX-512 F/BW/VL/VNNI (+ FP16 where present) */
+} qr_cpu_kernels;
+
+/* As qr_backend_cpu_create with the kernels capped at `max` (lowered to what the CPU
+ * supports). */
+int qr_backend_cpu_create_with(int n_threads, qr_cpu_kernels max, qr_backend **out, qr_error *err);
+/* The level a backend made by the calls above runs. */
+qr_cpu_kernels qr_backend_cpu_kernels(const qr_backend *be);
 
 static inline void qr_backend_destroy(qr_backend *be) {
     if (be) be->ops->destroy(be);

@@ -20,6 +20,8 @@ static const command COMMANDS[] = {
     {"run", cmd_run, "generate text from a prompt"},
     {"chat", cmd_chat, "chat with a model through its chat template"},
     {"perplexity", cmd_perplexity, "measure perplexity on a text (llama-perplexity's method)"},
+    {"serve", cmd_serve, "serve the model over HTTP with OpenAI's API (continuous batching)"},
+    {"bench", cmd_bench, "measure prompt and generation throughput (llama-bench's method)"},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 

@@ -1,8 +1,37 @@
-/* The CPU backend: straightforward, multithreaded over rows, with a fixed reduction order
- * per row. Speed comes in a later milestone; this one is the numeric reference. */
+/* The CPU backend: multithreaded over rows, with a fixed reduction order per row. The
+ * scalar kernels are the numeric reference; SIMD kernels (chosen here from what the CPU
+ * supports) reproduce them bit for bit. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend/cpu/cpu_internal.h"
+#include "core/log.h"
+
+static const char *const KERNEL_NAMES[] = {"auto", "scalar", "avx2", "avx512"};
+
+/* The level asked for by QUARREL_CPU_KERNELS, or AVX512 (no cap) when unset or unknown. */
+static qr_cpu_kernels env_cap(void) {
+    const char *v = getenv("QUARREL_CPU_KERNELS");
+    if (!v || !*v || strcmp(v, "auto") == 0) return QR_CPU_KERNELS_AVX512;
+    for (int k = QR_CPU_KERNELS_SCALAR; k <= QR_CPU_KERNELS_AVX512; k++) {
+        if (strcmp(v, KERNEL_NAMES[k]) == 0) return (qr_cpu_kernels)k;
+    }
+    QR_LOG_WARN("cpu", "QUARREL_CPU_KERNELS=%s is not one of scalar, avx2, avx512, auto: ignored", v);
+    return QR_CPU_KERNELS_AVX512;
+}
+
+/* Picks the kernels: the cap lowered to what the CPU runs. */
+static void choose_kernels(qr_cpu_backend *cb, qr_cpu_kernels max) {
+    if (max == QR_CPU_KERNELS_AUTO) max = env_cap();
+    qr_cpu_features f = qr_cpu_detect_features();
+    if (max < QR_CPU_KERNELS_AVX512) f.avx512 = f.avx512fp16 = false;
+    if (max < QR_CPU_KERNELS_AVX2) f.avx2 = false;
+    cb->features = f;
+    cb->kernels = f.avx512 ? QR_CPU_KERNELS_AVX512 : f.avx2 ? QR_CPU_KERNELS_AVX2 : QR_CPU_KERNELS_SCALAR;
+    int n = 0;
+    if (f.avx2) cb->mm_fast[n++] = qr_cpu_mm_avx2;
+    QR_LOG_DEBUG("cpu", "kernels: %s", KERNEL_NAMES[cb->kernels]);
+}
 
 static void cpu_destroy(qr_backend *be) {
     qr_cpu_backend *cb = be->impl;
@@ -31,6 +60,14 @@ static const qr_backend_ops CPU_OPS = {
 };
 
 int qr_backend_cpu_create(int n_threads, qr_backend **out, qr_error *err) {
+    return qr_backend_cpu_create_with(n_threads, QR_CPU_KERNELS_AUTO, out, err);
+}
+
+qr_cpu_kernels qr_backend_cpu_kernels(const qr_backend *be) {
+    return ((const qr_cpu_backend *)be->impl)->kernels;
+}
+
+int qr_backend_cpu_create_with(int n_threads, qr_cpu_kernels max, qr_backend **out, qr_error *err) {
     *out = NULL;
     if (n_threads < 1) return qr_fail(err, "n_threads must be >= 1 (got %d)", n_threads);
     qr_backend *be = calloc(1, sizeof *be);
@@ -50,6 +87,7 @@ int qr_backend_cpu_create(int n_threads, qr_backend **out, qr_error *err) {
         return qr_fail(err, "out of memory creating the CPU backend");
     }
     qr_cpu_gelu_table_init(cb->gelu_f16);
+    choose_kernels(cb, max);
     if (qr_threadpool_create(n_threads, &cb->pool, err) != QR_OK) {
         cpu_destroy(be);
         return QR_ERR;

@@ -9,11 +9,22 @@
 
 #include "backend/backend.h"
 #include "core/threadpool.h"
+#include "quant/blocks.h"
 
 typedef struct qr_cpu_scratch {
     void *ptr;
     size_t cap;
 } qr_cpu_scratch;
+
+/* What the running CPU can execute (cpu_features.c). */
+typedef struct qr_cpu_features {
+    bool avx2;      /* AVX2 + FMA + F16C */
+    bool avx512;    /* F, BW, VL, VNNI */
+    bool avx512fp16;
+} qr_cpu_features;
+
+typedef struct mm_job mm_job;
+typedef bool (*qr_cpu_mm_kernel)(const mm_job *j, int64_t o0, int64_t o1);
 
 typedef struct qr_cpu_backend {
     qr_threadpool *pool;
@@ -21,6 +32,9 @@ typedef struct qr_cpu_backend {
     qr_cpu_scratch act;        /* matmul activations in their paired format */
     qr_cpu_scratch *per_thread; /* one per thread: a dequantized weight row, attention state */
     uint16_t *gelu_f16;        /* 65536 entries: f16(gelu_tanh(f16 value i)), as ggml's table */
+    qr_cpu_kernels kernels;      /* the level chosen at creation */
+    qr_cpu_features features;    /* what the CPU can run, capped at that level */
+    qr_cpu_mm_kernel mm_fast[2]; /* SIMD matmul kernels, best first; NULL = none */
 } qr_cpu_backend;
 
 /* Fills the GELU table (called once by qr_backend_cpu_create). */
@@ -30,6 +44,39 @@ void qr_cpu_gelu_table_init(uint16_t *table);
 int qr_cpu_scratch_reserve(qr_cpu_scratch *s, size_t n, qr_error *err);
 /* Every thread's scratch at least n bytes. */
 int qr_cpu_reserve_per_thread(qr_cpu_backend *cb, size_t n, qr_error *err);
+
+/* Q8_0 / Q8_1 activations as integers plus their scales, one block of 32 at a time. */
+typedef struct q8_rows {
+    int8_t *q;  /* [n_rows][n_in] */
+    float *d;   /* [n_rows][n_in/32]: fp16 scale, widened */
+    float *s;   /* [n_rows][n_in/32]: fp16 d*sum(q), widened (Q8_1) */
+} q8_rows;
+
+/* One matmul, as the workers see it (cpu_matmul.c). */
+struct mm_job {
+    qr_cpu_backend *cb;
+    qr_type wtype, vtype;
+    const uint8_t *w;
+    size_t row_bytes;
+    int64_t n_in, n_out, n_rows;
+    const float *xf;  /* float activations (F32/F16/BF16/Q8_K paths) */
+    const uint16_t *xh; /* F16 activations as bits (F16 weights, decode order) */
+    const qr_block_q8_k *xk; /* Q8_K activation blocks (K-quant weights) */
+    bool gemm_order;  /* llamafile's tinyBLAS order (prompt batches) instead of ggml_vec_dot */
+    int64_t n_gemm_rows; /* repacked Q4_K: rows 0..n-1 use the 4-row kernel's order */
+    q8_rows xq;       /* integer activations (Q8_0/Q8_1 paths) */
+    float *y;
+};
+
+/* SIMD kernels: outputs [o0, o1) of every row of the job, each value bit-identical to
+ * the scalar kernels (same products, same float order). They return false when they do
+ * not handle the job's weight type (the scalar path then runs). */
+bool qr_cpu_mm_avx2(const mm_job *j, int64_t o0, int64_t o1);
+bool qr_cpu_mm_q32_avx2(const mm_job *j, int64_t o0, int64_t o1);
+bool qr_cpu_mm_kquant_avx2(const mm_job *j, int64_t o0, int64_t o1);
+bool qr_cpu_mm_avx512(const mm_job *j, int64_t o0, int64_t o1);
+
+qr_cpu_features qr_cpu_detect_features(void);
 
 int qr_cpu_matmul(qr_backend *be, qr_type wtype, const void *w, int64_t n_in, int64_t n_out,
                   const float *x, int64_t n_rows, float *y, qr_error *err);

@@ -29,13 +29,6 @@
 
 /* ---- Activation conversion --------------------------------------------------------------- */
 
-/* Q8_0 / Q8_1 activations as integers plus their scales, one block of 32 at a time. */
-typedef struct q8_rows {
-    int8_t *q;  /* [n_rows][n_in] */
-    float *d;   /* [n_rows][n_in/32]: fp16 scale, widened */
-    float *s;   /* [n_rows][n_in/32]: fp16 d*sum(q), widened (Q8_1) */
-} q8_rows;
-
 /* ggml's x86 quantize_row_q8_0/q8_1: d = amax/127 stored as fp16, values multiplied by
  * 127/amax and rounded half to even (ggml/src/ggml-cpu/arch/x86/quants.c). */
 static void quantize_q8_block(const float *x, int8_t *q, float *d_out, float *s_out) {
@@ -143,21 +136,6 @@ static size_t unpack_block32(qr_type t, const uint8_t *b, int8_t q[32], float *d
 
 /* ---- The job ---------------------------------------------------------------------------------- */
 
-typedef struct mm_job {
-    qr_cpu_backend *cb;
-    qr_type wtype, vtype;
-    const uint8_t *w;
-    size_t row_bytes;
-    int64_t n_in, n_out, n_rows;
-    const float *xf;  /* float activations (F32/F16/BF16/Q8_K paths) */
-    const uint16_t *xh; /* F16 activations as bits (F16 weights, decode order) */
-    const qr_block_q8_k *xk; /* Q8_K activation blocks (K-quant weights) */
-    bool gemm_order;  /* llamafile's tinyBLAS order (prompt batches) instead of ggml_vec_dot */
-    int64_t n_gemm_rows; /* repacked Q4_K: rows 0..n-1 use the 4-row kernel's order */
-    q8_rows xq;       /* integer activations (Q8_0/Q8_1 paths) */
-    float *y;
-} mm_job;
-
 static void mm_rows_q8(const mm_job *j, int64_t o0, int64_t o1, int tid) {
     const int64_t nb = j->n_in / QR_QK;
     int8_t *q = j->cb->per_thread[tid].ptr;
@@ -224,6 +202,9 @@ static void mm_rows_float(const mm_job *j, int64_t o0, int64_t o1, int tid) {
 
 static void mm_worker(void *ctx, int64_t begin, int64_t end, int tid) {
     const mm_job *j = ctx;
+    for (int k = 0; k < 2 && j->cb->mm_fast[k]; k++) {
+        if (j->cb->mm_fast[k](j, begin, end)) return;
+    }
     if (j->vtype == QR_TYPE_Q8_0 || j->vtype == QR_TYPE_Q8_1) {
         mm_rows_q8(j, begin, end, tid);
     } else if (j->wtype == QR_TYPE_Q6_K || j->wtype == QR_TYPE_Q5_K || j->wtype == QR_TYPE_Q3_K ||
