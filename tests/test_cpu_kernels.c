@@ -121,7 +121,7 @@ int main(void) {
     qr_rng rng;
     qr_rng_init(&rng, 7);
     const qr_cpu_kernels kinds[] = {QR_CPU_KERNELS_SCALAR, QR_CPU_KERNELS_AVX2, QR_CPU_KERNELS_AVX512};
-    static const int64_t ROWS[] = {1, 2, 3, 4, 5, 9};
+    static const int64_t ROWS[] = {1, 2, 3, 4, 5, 9, 17};
     for (int inv = 0; inv < 2; inv++) {
         qr_backend *levels[3];
         int n_levels = 0;
@@ -142,7 +142,7 @@ int main(void) {
             const int64_t n_ins[] = {blk * 8, blk * 3 + (blk == 32 && qr_type_get_traits(t)->block_size == 1 ? 4 : 0), 2048};
             for (size_t si = 0; si < 3; si++) {
                 for (size_t ri = 0; ri < sizeof ROWS / sizeof ROWS[0]; ri++) {
-                    check_shape(&rng, t, n_ins[si], si == 2 ? 5 : 37, ROWS[ri], levels, n_levels,
+                    check_shape(&rng, t, n_ins[si], si == 2 ? 21 : 37, ROWS[ri], levels, n_levels,
                                 inv ? "batch-invariant" : "llama.cpp order");
                 }
             }

@@ -29,6 +29,7 @@ static void choose_kernels(qr_cpu_backend *cb, qr_cpu_kernels max) {
     cb->features = f;
     cb->kernels = f.avx512 ? QR_CPU_KERNELS_AVX512 : f.avx2 ? QR_CPU_KERNELS_AVX2 : QR_CPU_KERNELS_SCALAR;
     int n = 0;
+    if (f.avx512) cb->mm_fast[n++] = qr_cpu_mm_avx512;
     if (f.avx2) cb->mm_fast[n++] = qr_cpu_mm_avx2;
     QR_LOG_DEBUG("cpu", "kernels: %s", KERNEL_NAMES[cb->kernels]);
 }

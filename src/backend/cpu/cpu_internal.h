@@ -24,7 +24,7 @@ typedef struct qr_cpu_features {
 } qr_cpu_features;
 
 typedef struct mm_job mm_job;
-typedef bool (*qr_cpu_mm_kernel)(const mm_job *j, int64_t o0, int64_t o1);
+typedef bool (*qr_cpu_mm_kernel)(const mm_job *j, int64_t o0, int64_t o1, int tid);
 
 typedef struct qr_cpu_backend {
     qr_threadpool *pool;
@@ -50,6 +50,7 @@ typedef struct q8_rows {
     int8_t *q;  /* [n_rows][n_in] */
     float *d;   /* [n_rows][n_in/32]: fp16 scale, widened */
     float *s;   /* [n_rows][n_in/32]: fp16 d*sum(q), widened (Q8_1) */
+    int32_t *sum; /* [n_rows][n_in/32]: sum(q), exact (offset corrections of the SIMD kernels) */
 } q8_rows;
 
 /* One matmul, as the workers see it (cpu_matmul.c). */
@@ -71,10 +72,19 @@ struct mm_job {
 /* SIMD kernels: outputs [o0, o1) of every row of the job, each value bit-identical to
  * the scalar kernels (same products, same float order). They return false when they do
  * not handle the job's weight type (the scalar path then runs). */
-bool qr_cpu_mm_avx2(const mm_job *j, int64_t o0, int64_t o1);
+bool qr_cpu_mm_avx2(const mm_job *j, int64_t o0, int64_t o1, int tid);
 bool qr_cpu_mm_q32_avx2(const mm_job *j, int64_t o0, int64_t o1);
 bool qr_cpu_mm_kquant_avx2(const mm_job *j, int64_t o0, int64_t o1);
-bool qr_cpu_mm_avx512(const mm_job *j, int64_t o0, int64_t o1);
+bool qr_cpu_mm_q32_avx512(const mm_job *j, int64_t o0, int64_t o1);
+bool qr_cpu_mm_kquant_avx512(const mm_job *j, int64_t o0, int64_t o1);
+/* Prompt batches (cpu_gemm_panel_avx512.c): whole panels of 16 output rows in [o0, o1),
+ * using per-thread scratch of qr_cpu_gemm_panel_bytes(n_in); returns the first output
+ * row not done (the caller finishes the rest with the row kernels). */
+#define QR_CPU_GEMM_MIN_ROWS 8
+bool qr_cpu_gemm_panel_supported(qr_type t);
+size_t qr_cpu_gemm_panel_bytes(int64_t n_in);
+int64_t qr_cpu_gemm_panel_avx512(const mm_job *j, int64_t o0, int64_t o1, void *scratch);
+bool qr_cpu_mm_avx512(const mm_job *j, int64_t o0, int64_t o1, int tid);
 
 qr_cpu_features qr_cpu_detect_features(void);
 

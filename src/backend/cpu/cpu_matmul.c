@@ -31,7 +31,7 @@
 
 /* ggml's x86 quantize_row_q8_0/q8_1: d = amax/127 stored as fp16, values multiplied by
  * 127/amax and rounded half to even (ggml/src/ggml-cpu/arch/x86/quants.c). */
-static void quantize_q8_block(const float *x, int8_t *q, float *d_out, float *s_out) {
+static void quantize_q8_block(const float *x, int8_t *q, float *d_out, float *s_out, int32_t *sum_out) {
     float amax = 0.0f;
     for (int j = 0; j < QR_QK; j++) {
         float a = fabsf(x[j]);
@@ -47,6 +47,7 @@ static void quantize_q8_block(const float *x, int8_t *q, float *d_out, float *s_
     }
     *d_out = qr_f16_to_f32(qr_f32_to_f16(d));
     *s_out = qr_f16_to_f32(qr_f32_to_f16(d * (float)sum));
+    *sum_out = sum;
 }
 
 static void convert_q8(const float *x, int64_t n_rows, int64_t n_in, q8_rows *out) {
@@ -54,7 +55,7 @@ static void convert_q8(const float *x, int64_t n_rows, int64_t n_in, q8_rows *ou
     for (int64_t r = 0; r < n_rows; r++) {
         for (int64_t b = 0; b < nb; b++) {
             quantize_q8_block(x + r * n_in + b * QR_QK, out->q + r * n_in + b * QR_QK,
-                              out->d + r * nb + b, out->s + r * nb + b);
+                              out->d + r * nb + b, out->s + r * nb + b, out->sum + r * nb + b);
         }
     }
 }
@@ -203,7 +204,7 @@ static void mm_rows_float(const mm_job *j, int64_t o0, int64_t o1, int tid) {
 static void mm_worker(void *ctx, int64_t begin, int64_t end, int tid) {
     const mm_job *j = ctx;
     for (int k = 0; k < 2 && j->cb->mm_fast[k]; k++) {
-        if (j->cb->mm_fast[k](j, begin, end)) return;
+        if (j->cb->mm_fast[k](j, begin, end, tid)) return;
     }
     if (j->vtype == QR_TYPE_Q8_0 || j->vtype == QR_TYPE_Q8_1) {
         mm_rows_q8(j, begin, end, tid);
@@ -243,11 +244,12 @@ int qr_cpu_matmul(qr_backend *be, qr_type wtype, const void *w, int64_t n_in, in
     j.n_gemm_rows = be->batch_invariant ? 0 : n_rows / 4 * 4;
     if (j.vtype == QR_TYPE_Q8_0 || j.vtype == QR_TYPE_Q8_1) {
         const int64_t nb = n_rows * (n_in / QR_QK);
-        size_t need = (size_t)nb * 2 * sizeof(float) + (size_t)(n_rows * n_in);
+        size_t need = (size_t)nb * 3 * sizeof(float) + (size_t)(n_rows * n_in);
         if (qr_cpu_scratch_reserve(&cb->act, need, err) != QR_OK) return QR_ERR;
         j.xq.d = cb->act.ptr;
         j.xq.s = j.xq.d + nb;
-        j.xq.q = (int8_t *)(j.xq.s + nb);
+        j.xq.sum = (int32_t *)(j.xq.s + nb);
+        j.xq.q = (int8_t *)(j.xq.sum + nb);
         convert_q8(x, n_rows, n_in, &j.xq);
         const size_t per = (size_t)((n_in + 15) & ~(int64_t)15) + (size_t)(n_in / QR_QK) * 2 * sizeof(float);
         if (qr_cpu_reserve_per_thread(cb, per, err) != QR_OK) return QR_ERR;
@@ -272,7 +274,12 @@ int qr_cpu_matmul(qr_backend *be, qr_type wtype, const void *w, int64_t n_in, in
         }
         if (qr_cpu_reserve_per_thread(cb, (size_t)n_in * sizeof(float), err) != QR_OK) return QR_ERR;
     }
-    const int64_t grain = n_out / (cb->n_threads * 8) > 4 ? n_out / (cb->n_threads * 8) : 4;
+    int64_t grain = n_out / (cb->n_threads * 8) > 4 ? n_out / (cb->n_threads * 8) : 4;
+    if (cb->features.avx512 && n_rows >= QR_CPU_GEMM_MIN_ROWS && qr_cpu_gemm_panel_supported(wtype)) {
+        /* whole 16-row panels per chunk */
+        grain = (grain + 15) / 16 * 16;
+        if (qr_cpu_reserve_per_thread(cb, qr_cpu_gemm_panel_bytes(n_in), err) != QR_OK) return QR_ERR;
+    }
     qr_threadpool_parallel_for(cb->pool, n_out, grain, mm_worker, &j);
     return QR_OK;
 }

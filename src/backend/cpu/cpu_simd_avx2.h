@@ -10,10 +10,29 @@
 
 #define QR_INLINE static inline __attribute__((always_inline))
 
-/* 8 int32 lanes, lane l = sum over bytes 4l..4l+3 of u[k] * s[k] (u unsigned, s signed;
- * each pair of products must fit an int16, which every block format here guarantees). */
+/* acc + 8 int32 lanes, lane l = sum over bytes 4l..4l+3 of u[k] * s[k] (u unsigned, s
+ * signed). Without VNNI each pair of products must fit an int16 (maddubs saturates),
+ * which every block format here guarantees; so both forms give the same sums. */
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#define QR_HAVE_VNNI 1
+#else
+#define QR_HAVE_VNNI 0
+#endif
+
+QR_INLINE __m256i qr_dpbusd(__m256i acc, __m256i u, __m256i s) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpbusd_epi32(acc, u, s);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+#endif
+}
+
 QR_INLINE __m256i qr_dot_u8s8(__m256i u, __m256i s) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+#else
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+#endif
 }
 
 /* The same for two signed vectors: |w| times s with w's sign moved onto s. */
@@ -61,6 +80,14 @@ QR_INLINE __m256i qr_bits_to_0x10(uint32_t bits) {
                                                            2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
     const __m256i mask = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
     return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(v, mask), mask), _mm256_set1_epi8(0x10));
+}
+
+/* Weights stream from memory once per token: ask for the lines QR_PREFETCH_AHEAD bytes
+ * past a block while it is being used (rows are contiguous, so this runs on into the
+ * next rows; the hardware prefetcher stops at 4 KiB page boundaries, this does not). */
+#define QR_PREFETCH_AHEAD 2048
+QR_INLINE void qr_prefetch_block(const uint8_t *p, size_t bytes) {
+    for (size_t off = 0; off < bytes; off += 64) _mm_prefetch((const char *)p + QR_PREFETCH_AHEAD + off, _MM_HINT_T0);
 }
 
 QR_INLINE float qr_f16_load(const uint8_t *p) {

@@ -1,0 +1,3 @@
+/* The AVX-512 matmul kernels for the 32-element block formats (cpu_mm_q32_impl.h). */
+#define QR_KFN(name) name##_avx512
+#include "backend/cpu/cpu_mm_q32_impl.h"
