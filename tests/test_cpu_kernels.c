@@ -4,6 +4,7 @@
  * both summation modes. Every output must be bit-identical, and in batch-invariant mode
  * every row of a batch must equal the same row run alone, at every kernel level. */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -117,6 +118,50 @@ static void check_shape(qr_rng *rng, qr_type t, int64_t n_in, int64_t n_out, int
     free(y);
 }
 
+/* Attention: random Q, K, V and causal cell lists with holes, every kernel level against
+ * the scalar one, tiled (prompt) and per-row (decode) orders, F16 and F32 caches. */
+static void check_attention(qr_rng *rng, qr_backend **levels, int n_levels, int32_t head_dim, bool kv_f32,
+                            bool tiled) {
+    const int32_t n_head = 4, n_head_kv = 2, n_rows = 70, n_cells = 200;
+    const int64_t stride = (int64_t)n_head_kv * head_dim, n_kv = n_cells * stride;
+    float *q = malloc(sizeof(float) * (size_t)(n_rows * n_head * head_dim));
+    float *kf = malloc(sizeof(float) * (size_t)n_kv), *vf = malloc(sizeof(float) * (size_t)n_kv);
+    uint16_t *kh = malloc(2 * (size_t)n_kv), *vh = malloc(2 * (size_t)n_kv);
+    int32_t *cells = malloc(sizeof(int32_t) * (size_t)(n_rows * n_cells));
+    int64_t off[71];
+    float *ref = malloc(sizeof(float) * (size_t)(n_rows * n_head * head_dim)), *y = malloc(sizeof(float) * (size_t)(n_rows * n_head * head_dim));
+    REQUIRE(q && kf && vf && kh && vh && cells && ref && y);
+    qr_rng_fill_normal(rng, q, n_rows * n_head * head_dim, 1.0f);
+    qr_rng_fill_normal(rng, kf, n_kv, 1.0f);
+    qr_rng_fill_normal(rng, vf, n_kv, 1.0f);
+    for (int64_t i = 0; i < n_kv; i++) kh[i] = qr_f32_to_f16(kf[i]), vh[i] = qr_f32_to_f16(vf[i]);
+    int64_t n = 0;
+    for (int32_t r = 0; r < n_rows; r++) {
+        off[r] = n;
+        const int32_t last = 130 + r; /* prompt rows attend to 0..last, some cells skipped */
+        for (int32_t c = 0; c <= last; c++) {
+            if (c != last && qr_rng_uniform(rng) < 0.1) continue;
+            cells[n++] = c;
+        }
+    }
+    off[n_rows] = n;
+    qr_attn_args a = {.q = q, .n_rows = n_rows, .n_head = n_head, .n_head_kv = n_head_kv, .head_dim_k = head_dim,
+                      .head_dim_v = head_dim, .kv_f32 = kv_f32, .k = kv_f32 ? (void *)kf : (void *)kh,
+                      .v = kv_f32 ? (void *)vf : (void *)vh, .kv_stride_k = stride, .kv_stride_v = stride,
+                      .cells = cells, .cells_off = off, .scale = 1.0f / sqrtf((float)head_dim), .tiled = tiled};
+    qr_error err;
+    a.out = ref;
+    REQUIRE(levels[0]->ops->attention(levels[0], &a, &err) == QR_OK);
+    for (int l = 1; l < n_levels; l++) {
+        a.out = y;
+        REQUIRE(levels[l]->ops->attention(levels[l], &a, &err) == QR_OK);
+        const int d = first_diff(ref, y, n_rows * n_head * head_dim);
+        CHECK_MSG(d < 0, "attention level %d head_dim %d %s %s: output %d is %.9g, scalar %.9g", l, head_dim,
+                  kv_f32 ? "F32" : "F16", tiled ? "tiled" : "per-row", d, d < 0 ? 0.0 : y[d], d < 0 ? 0.0 : ref[d]);
+    }
+    free(q), free(kf), free(vf), free(kh), free(vh), free(cells), free(ref), free(y);
+}
+
 int main(void) {
     qr_rng rng;
     qr_rng_init(&rng, 7);
@@ -144,6 +189,14 @@ int main(void) {
                 for (size_t ri = 0; ri < sizeof ROWS / sizeof ROWS[0]; ri++) {
                     check_shape(&rng, t, n_ins[si], si == 2 ? 21 : 37, ROWS[ri], levels, n_levels,
                                 inv ? "batch-invariant" : "llama.cpp order");
+                }
+            }
+        }
+        if (inv == 0) {
+            static const int32_t DIMS[] = {8, 64, 80, 128, 256};
+            for (size_t di = 0; di < sizeof DIMS / sizeof DIMS[0]; di++) {
+                for (int f32 = 0; f32 < 2; f32++) {
+                    for (int tiled = 0; tiled < 2; tiled++) check_attention(&rng, levels, n_levels, DIMS[di], f32, tiled);
                 }
             }
         }

@@ -23,6 +23,7 @@
 #endif
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "backend/cpu/cpu_internal.h"
@@ -187,14 +188,58 @@ static void attn_worker(void *ctx, int64_t begin, int64_t end, int tid) {
     }
 }
 
+/* The SIMD tiled kernel: items head-major, so a thread's consecutive items share tiles. */
+static void attn_worker_tiled_simd(void *ctx, int64_t begin, int64_t end, int tid) {
+    const attn_job *j = ctx;
+    const qr_attn_args *a = j->a;
+    qr_cpu_tile_cache *tc = j->cb->per_thread[tid].ptr;
+    const int32_t group = a->n_head / a->n_head_kv;
+    for (int64_t it = begin; it < end; it++) {
+        const int32_t h = (int32_t)(it / a->n_rows);
+        const int64_t r = it % a->n_rows;
+        const float *q = a->q + (r * a->n_head + h) * a->head_dim_k;
+        float *out = a->out + (r * a->n_head + h) * a->head_dim_v;
+        qr_cpu_attend_tiled_avx512(a, q, h / group, a->cells_off[r], a->cells_off[r + 1], tc, out);
+    }
+}
+
+/* Lays out each thread's tile cache in its scratch (QR_OK, or QR_ERR out of memory). */
+static int setup_tile_caches(qr_cpu_backend *cb, const qr_attn_args *a, qr_error *err) {
+    int64_t max_cell = 0;
+    for (int64_t i = 0; i < a->cells_off[a->n_rows]; i++) max_cell = a->cells[i] > max_cell ? a->cells[i] : max_cell;
+    const int64_t n_tiles = max_cell / 64 + 1;
+    const size_t head = (sizeof(qr_cpu_tile_cache) + 63) & ~(size_t)63;
+    const size_t kt = (size_t)n_tiles * (size_t)a->head_dim_k * 64 * sizeof(float);
+    const size_t need = head + kt + (size_t)n_tiles + 64 + (size_t)a->head_dim_v * sizeof(float) + 64;
+    if (qr_cpu_reserve_per_thread(cb, need, err) != QR_OK) return QR_ERR;
+    for (int t = 0; t < cb->n_threads; t++) {
+        uint8_t *base = cb->per_thread[t].ptr;
+        qr_cpu_tile_cache *tc = (qr_cpu_tile_cache *)base;
+        tc->kvh = -1;
+        tc->n_tiles = n_tiles;
+        tc->max_cell = max_cell;
+        tc->kt = (float *)(base + head);
+        tc->built = (uint8_t *)tc->kt + kt;
+        tc->acc = (float *)(((uintptr_t)(tc->built + n_tiles) + 63) & ~(uintptr_t)63);
+    }
+    return QR_OK;
+}
+
 int qr_cpu_attention(qr_backend *be, const qr_attn_args *a, qr_error *err) {
     qr_cpu_backend *cb = be->impl;
     if (a->n_head_kv <= 0 || a->n_head % a->n_head_kv != 0) {
         return qr_fail(err, "attention: n_head %d is not a multiple of n_head_kv %d", a->n_head, a->n_head_kv);
     }
+    attn_job j = {cb, a};
+    const int64_t n_items = (int64_t)a->n_rows * a->n_head;
+    if (a->tiled && cb->features.avx512) {
+        if (setup_tile_caches(cb, a, err) != QR_OK) return QR_ERR;
+        const int64_t grain = n_items / (cb->n_threads * 4) > 1 ? n_items / (cb->n_threads * 4) : 1;
+        qr_threadpool_parallel_for(cb->pool, n_items, grain, attn_worker_tiled_simd, &j);
+        return QR_OK;
+    }
     size_t need = (size_t)(a->head_dim_k + a->head_dim_v + 128) * sizeof(float) + 64 * sizeof(int64_t);
     if (qr_cpu_reserve_per_thread(cb, need, err) != QR_OK) return QR_ERR;
-    attn_job j = {cb, a};
-    qr_threadpool_parallel_for(cb->pool, (int64_t)a->n_rows * a->n_head, 1, attn_worker, &j);
+    qr_threadpool_parallel_for(cb->pool, n_items, 1, attn_worker, &j);
     return QR_OK;
 }

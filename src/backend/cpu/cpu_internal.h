@@ -100,6 +100,19 @@ int qr_cpu_attention(qr_backend *be, const qr_attn_args *a, qr_error *err);
 void qr_cpu_glu(qr_backend *be, qr_glu_kind kind, const float *gate, const float *up, float *out,
                 int64_t n);
 
+/* A thread's transposed K tiles for the tiled attention kernel (per call, per KV head). */
+typedef struct qr_cpu_tile_cache {
+    int32_t kvh;       /* the KV head the tiles belong to; -1 = none yet */
+    int64_t n_tiles;   /* tiles covering cells 0 .. max_cell */
+    int64_t max_cell;  /* the largest cell any row of the call attends to */
+    float *kt;         /* [n_tiles][head_dim_k][64] */
+    uint8_t *built;    /* [n_tiles] */
+    float *acc;        /* [head_dim_v] */
+} qr_cpu_tile_cache;
+
+void qr_cpu_attend_tiled_avx512(const qr_attn_args *a, const float *q, int32_t kvh, int64_t c0, int64_t c1,
+                                qr_cpu_tile_cache *tc, float *out);
+
 /* Dot products in llama.cpp's x86 summation orders (cpu_ggml_dots.c): the matmul order
  * (tinyBLAS when n % 16 == 0, else ggml_vec_dot_f32), ggml_vec_dot_f32 itself, and
  * ggml_vec_dot_f16 (F16 inputs, double tail). Fixed per length: batch-invariant. */
