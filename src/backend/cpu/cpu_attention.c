@@ -72,6 +72,44 @@ static void attend_f16(const qr_attn_args *a, const float *q, int32_t kvh, int64
     for (int32_t i = 0; i < dv; i++) out[i] = qr_f16_to_f32(acc[i]) * inv;
 }
 
+/* attend_f16 with the SIMD helpers (AVX-512 CPUs): every score first (they do not depend
+ * on the softmax state), 8 keys at a time, then the same online softmax in cell order. */
+static void attend_f16_simd(const qr_cpu_backend *cb, const qr_attn_args *a, const float *q, int32_t kvh, int64_t c0,
+                            int64_t c1, void *scratch, float *out) {
+    const int32_t dk = a->head_dim_k, dv = a->head_dim_v;
+    const bool fp16 = cb->features.avx512fp16;
+    uint16_t *qh = scratch;
+    uint16_t *acc = qh + ((dk + 31) & ~31);
+    float *sc = (float *)(acc + ((dv + 31) & ~31));
+    for (int32_t i = 0; i < dk; i++) qh[i] = qr_f32_to_f16(q[i]);
+    memset(acc, 0, (size_t)dv * sizeof *acc);
+    const uint16_t *K = a->k, *V = a->v;
+    for (int64_t ci = c0; ci < c1; ci += 8) {
+        const int n = c1 - ci < 8 ? (int)(c1 - ci) : 8;
+        const uint16_t *keys[8];
+        for (int k = 0; k < n; k++) keys[k] = K + a->cells[ci + k] * a->kv_stride_k + (int64_t)kvh * dk;
+        qr_cpu_dot_f16_keys(qh, keys, n, dk, fp16, sc + (ci - c0));
+    }
+    float S = 0.0f, M = -INFINITY;
+    for (int64_t ci = c0; ci < c1; ci++) {
+        const uint16_t *vc = V + a->cells[ci] * a->kv_stride_v + (int64_t)kvh * dv;
+        const float s = score(a, sc[ci - c0]);
+        float ms = 1.0f, vs = 1.0f;
+        if (s > M) {
+            const float m_old = M;
+            M = s;
+            ms = expf(m_old - M);
+            qr_cpu_vec_scale_f16_fast(dv, acc, ms, fp16);
+        } else {
+            vs = expf(s - M);
+        }
+        qr_cpu_vec_mad_f16_fast(dv, acc, vc, vs, fp16);
+        S = fmaf(S, ms, vs);
+    }
+    const float inv = S == 0.0f ? 0.0f : 1.0f / S;
+    for (int32_t i = 0; i < dv; i++) out[i] = qr_f16_to_f32(acc[i]) * inv;
+}
+
 static void attend_f32(const qr_attn_args *a, const float *q, int32_t kvh, int64_t c0, int64_t c1,
                        void *scratch, float *out) {
     const int32_t dk = a->head_dim_k, dv = a->head_dim_v;
@@ -182,6 +220,8 @@ static void attn_worker(void *ctx, int64_t begin, int64_t end, int tid) {
             attend_tiled(a, q, h / group, c0, c1, scratch, out);
         } else if (a->kv_f32) {
             attend_f32(a, q, h / group, c0, c1, scratch, out);
+        } else if (j->cb->features.avx512) {
+            attend_f16_simd(j->cb, a, q, h / group, c0, c1, scratch, out);
         } else {
             attend_f16(a, q, h / group, c0, c1, scratch, out);
         }
@@ -238,7 +278,13 @@ int qr_cpu_attention(qr_backend *be, const qr_attn_args *a, qr_error *err) {
         qr_threadpool_parallel_for(cb->pool, n_items, grain, attn_worker_tiled_simd, &j);
         return QR_OK;
     }
-    size_t need = (size_t)(a->head_dim_k + a->head_dim_v + 128) * sizeof(float) + 64 * sizeof(int64_t);
+    int64_t max_cells = 0;
+    for (int32_t r = 0; r < a->n_rows; r++) {
+        const int64_t n = a->cells_off[r + 1] - a->cells_off[r];
+        max_cells = n > max_cells ? n : max_cells;
+    }
+    size_t need = (size_t)(a->head_dim_k + a->head_dim_v + 128) * sizeof(float) + 64 * sizeof(int64_t) +
+                  (size_t)max_cells * sizeof(float);
     if (qr_cpu_reserve_per_thread(cb, need, err) != QR_OK) return QR_ERR;
     qr_threadpool_parallel_for(cb->pool, n_items, 1, attn_worker, &j);
     return QR_OK;

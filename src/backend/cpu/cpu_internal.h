@@ -113,6 +113,13 @@ typedef struct qr_cpu_tile_cache {
 void qr_cpu_attend_tiled_avx512(const qr_attn_args *a, const float *q, int32_t kvh, int64_t c0, int64_t c1,
                                 qr_cpu_tile_cache *tc, float *out);
 
+/* SIMD forms of the F16 helpers below, bit-identical (cpu_f16_avx512.c; AVX-512 CPUs;
+ * blocks of 128 need has_fp16 = AVX512-FP16, else they run the scalar oracle). */
+void qr_cpu_dot_f16_keys(const uint16_t *q, const uint16_t *const *keys, int n_keys, int64_t n, bool has_fp16,
+                         float *out);
+void qr_cpu_vec_mad_f16_fast(int64_t n, uint16_t *y, const uint16_t *x, float v, bool has_fp16);
+void qr_cpu_vec_scale_f16_fast(int64_t n, uint16_t *y, float v, bool has_fp16);
+
 /* Dot products in llama.cpp's x86 summation orders (cpu_ggml_dots.c): the matmul order
  * (tinyBLAS when n % 16 == 0, else ggml_vec_dot_f32), ggml_vec_dot_f32 itself, and
  * ggml_vec_dot_f16 (F16 inputs, double tail). Fixed per length: batch-invariant. */
