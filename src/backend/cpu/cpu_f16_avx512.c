@@ -38,6 +38,14 @@ static _Float16 dot_f16_blocks(const uint16_t *a, const uint16_t *b, int64_t np)
     return _mm_cvtsh_h(y);
 }
 
+/* ggml_vec_dot_f16 on AVX512-FP16 (callers check the CPU has it). */
+float qr_cpu_dot_f16_fp16(const uint16_t *a, const uint16_t *b, int64_t n) {
+    const int64_t np = n & ~(int64_t)127;
+    double sum = np > 0 ? (double)(float)dot_f16_blocks(a, b, np) : 0.0;
+    for (int64_t i = np; i < n; i++) sum += (double)(_cvtsh_ss(a[i]) * _cvtsh_ss(b[i]));
+    return (float)sum;
+}
+
 /* The scores of n_keys keys at once: out[c] = dot_f16(q, keys[c], n) in the oracle's order. */
 void qr_cpu_dot_f16_keys(const uint16_t *q, const uint16_t *const *keys, int n_keys, int64_t n, bool has_fp16,
                          float *out) {

@@ -77,6 +77,7 @@ bool qr_cpu_mm_q32_avx2(const mm_job *j, int64_t o0, int64_t o1);
 bool qr_cpu_mm_kquant_avx2(const mm_job *j, int64_t o0, int64_t o1);
 bool qr_cpu_mm_q32_avx512(const mm_job *j, int64_t o0, int64_t o1);
 bool qr_cpu_mm_kquant_avx512(const mm_job *j, int64_t o0, int64_t o1);
+bool qr_cpu_mm_float_avx512(const mm_job *j, int64_t o0, int64_t o1, bool has_fp16);
 /* Prompt batches (cpu_gemm_panel_avx512.c): whole panels of 16 output rows in [o0, o1),
  * using per-thread scratch of qr_cpu_gemm_panel_bytes(n_in); returns the first output
  * row not done (the caller finishes the rest with the row kernels). */
@@ -117,6 +118,7 @@ void qr_cpu_attend_tiled_avx512(const qr_attn_args *a, const float *q, int32_t k
  * blocks of 128 need has_fp16 = AVX512-FP16, else they run the scalar oracle). */
 void qr_cpu_dot_f16_keys(const uint16_t *q, const uint16_t *const *keys, int n_keys, int64_t n, bool has_fp16,
                          float *out);
+float qr_cpu_dot_f16_fp16(const uint16_t *a, const uint16_t *b, int64_t n); /* AVX512-FP16 only */
 void qr_cpu_vec_mad_f16_fast(int64_t n, uint16_t *y, const uint16_t *x, float v, bool has_fp16);
 void qr_cpu_vec_scale_f16_fast(int64_t n, uint16_t *y, float v, bool has_fp16);
 
