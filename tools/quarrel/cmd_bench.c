@@ -245,8 +245,9 @@ static void print_json(const bench_opts *o, const bench_model_bytes *mb, const c
                r->stddev);
         for (int k = 0; k < r->n_samples; k++) printf("%s%.4f", k ? ", " : "", r->samples[k]);
         printf("], \"load_time_s\": %.4f, \"peak_rss_bytes\": %llu, \"read_bandwidth_gbs\": %.3f, "
-               "\"bytes_per_token\": %llu, \"roofline_ts\": %.4f, \"roofline_fraction\": %.4f}%s\n",
-               load_s, (unsigned long long)rss, bw / 1e9, (unsigned long long)mb->per_token_bytes, r->roofline,
+               "\"bytes_per_token\": %llu, \"kv_cache_bytes\": %llu, \"roofline_ts\": %.4f, \"roofline_fraction\": %.4f}%s\n",
+               load_s, (unsigned long long)rss, bw / 1e9, (unsigned long long)mb->per_token_bytes,
+               (unsigned long long)(mb->kv_bytes_per_pos * (uint64_t)(r->n_prompt + r->n_gen) * (o->kv_f32 ? 2u : 1u)), r->roofline,
                r->roofline > 0 ? r->mean / r->roofline : 0.0, i + 1 < n ? "," : "");
     }
     printf("]\n");
