@@ -138,12 +138,17 @@ static inline __m512i bcast4(const int8_t *a) {
 
 static inline __m512i vload(const void *p) { return _mm512_loadu_si512(p); }
 
-/* Exact int sums of one 32-element block for 16 rows against one activation block. */
-static inline __m512i block_dot(const uint8_t *pq, int64_t blk, const int8_t *a) {
+#define RR 4 /* activation rows per pass: independent dependency chains, panel loads shared */
+
+/* Exact int sums of one 32-element block for 16 weight rows against nr activation blocks
+ * a[k] (the nr chains interleave, so the VNNI latency is hidden). */
+static inline void block_dots(const uint8_t *pq, int64_t blk, const int8_t *const a[RR], int nr, __m512i out[RR]) {
     const uint8_t *v = pq + blk * 8 * 64;
-    __m512i acc = _mm512_setzero_si512();
-    for (int g = 0; g < 8; g++) acc = _mm512_dpbusd_epi32(acc, vload(v + 64 * g), bcast4(a + 4 * g));
-    return acc;
+    for (int k = 0; k < nr; k++) out[k] = _mm512_setzero_si512();
+    for (int g = 0; g < 8; g++) {
+        const __m512i w = vload(v + 64 * g);
+        for (int k = 0; k < nr; k++) out[k] = _mm512_dpbusd_epi32(out[k], w, bcast4(a[k] + 4 * g));
+    }
 }
 
 static void store_col(const mm_job *j, int64_t o0, int64_t r, __m512 v) {
@@ -152,26 +157,38 @@ static void store_col(const mm_job *j, int64_t o0, int64_t r, __m512 v) {
     for (int k = 0; k < PR; k++) j->y[r * j->n_out + o0 + k] = tmp[k];
 }
 
+static int rows_in_pass(const mm_job *j, int64_t r0) { return j->n_rows - r0 < RR ? (int)(j->n_rows - r0) : RR; }
+
 /* Q4_0: sum = fma(isum * dw, da, sum) per block, isum = dot(q + 8, a) - 8 * sum(a). */
 static void kern_q4_0(const mm_job *j, const uint8_t *pq, const float *pd, int64_t o0) {
     const int64_t nb = j->n_in / 32;
-    for (int64_t r = 0; r < j->n_rows; r++) {
-        const int8_t *a = j->xq.q + r * j->n_in;
-        __m512 sum = _mm512_setzero_ps();
+    for (int64_t r0 = 0; r0 < j->n_rows; r0 += RR) {
+        const int nr = rows_in_pass(j, r0);
+        __m512 sum[RR];
+        for (int k = 0; k < nr; k++) sum[k] = _mm512_setzero_ps();
         for (int64_t b = 0; b < nb; b++) {
-            __m512i is = block_dot(pq, b, a + 32 * b);
-            is = _mm512_sub_epi32(is, _mm512_set1_epi32(8 * j->xq.sum[r * nb + b]));
-            const __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(is), _mm512_loadu_ps(pd + b * PR));
-            sum = _mm512_fmadd_ps(t, _mm512_set1_ps(j->xq.d[r * nb + b]), sum);
+            const int8_t *a[RR];
+            for (int k = 0; k < nr; k++) a[k] = j->xq.q + (r0 + k) * j->n_in + 32 * b;
+            __m512i is[RR];
+            block_dots(pq, b, a, nr, is);
+            const __m512 dw = _mm512_loadu_ps(pd + b * PR);
+            for (int k = 0; k < nr; k++) {
+                const int64_t rb = (r0 + k) * nb + b;
+                const __m512i v = _mm512_sub_epi32(is[k], _mm512_set1_epi32(8 * j->xq.sum[rb]));
+                const __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(v), dw);
+                sum[k] = _mm512_fmadd_ps(t, _mm512_set1_ps(j->xq.d[rb]), sum[k]);
+            }
         }
-        store_col(j, o0, r, sum);
+        for (int k = 0; k < nr; k++) store_col(j, o0, r0 + k, sum[k]);
     }
 }
 
 /* Q8_0 / Q5_0: 8 lanes per block (lane l = elements 4l..4l+3), acc_l = fma(dw * da,
- * float(lane_l), acc_l); then hsum8: ((a4+a0) + (a6+a2)) + ((a5+a1) + (a7+a3)). */
+ * float(lane_l), acc_l); then hsum8: ((a4+a0) + (a6+a2)) + ((a5+a1) + (a7+a3)). The
+ * offset comes off as a second VNNI product of the same activation bytes. */
 static void kern_lanes(const mm_job *j, const uint8_t *pq, const float *pd, int off, int64_t o0) {
     const int64_t nb = j->n_in / 32;
+    const __m512i offv = _mm512_set1_epi8((char)off);
     for (int64_t r = 0; r < j->n_rows; r++) {
         const int8_t *a = j->xq.q + r * j->n_in;
         __m512 acc[8];
@@ -181,8 +198,9 @@ static void kern_lanes(const mm_job *j, const uint8_t *pq, const float *pd, int 
             const __m512 dd = _mm512_mul_ps(_mm512_loadu_ps(pd + b * PR), _mm512_set1_ps(j->xq.d[r * nb + b]));
             const uint8_t *v = pq + b * 8 * 64;
             for (int l = 0; l < 8; l++) {
-                const int corr = off * (ab[4 * l] + ab[4 * l + 1] + ab[4 * l + 2] + ab[4 * l + 3]);
-                __m512i d = _mm512_dpbusd_epi32(_mm512_set1_epi32(-corr), vload(v + 64 * l), bcast4(ab + 4 * l));
+                const __m512i av = bcast4(ab + 4 * l);
+                const __m512i corr = _mm512_dpbusd_epi32(_mm512_setzero_si512(), offv, av);
+                const __m512i d = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), vload(v + 64 * l), av), corr);
                 acc[l] = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(d), acc[l]);
             }
         }
@@ -197,38 +215,50 @@ static void kern_lanes(const mm_job *j, const uint8_t *pq, const float *pd, int 
  * accm likewise with the mins; result acc - accm. */
 static void kern_q4k(const mm_job *j, const uint8_t *pq, const float *pf, const int32_t *pi, int64_t o0) {
     const int64_t nsb = j->n_in / 256;
-    for (int64_t r = 0; r < j->n_rows; r++) {
-        const bool gemm = r < j->n_gemm_rows;
-        __m512 acc = _mm512_setzero_ps(), accm = _mm512_setzero_ps();
+    for (int64_t r0 = 0; r0 < j->n_rows; r0 += RR) {
+        const int nr = rows_in_pass(j, r0);
+        __m512 acc[RR], accm[RR];
+        for (int k = 0; k < nr; k++) acc[k] = accm[k] = _mm512_setzero_ps();
         for (int64_t i = 0; i < nsb; i++) {
-            const qr_block_q8_k *y = j->xk + r * nsb + i;
-            const __m512 dd = _mm512_mul_ps(_mm512_loadu_ps(pf + (i * 2) * PR), _mm512_set1_ps(y->d));
-            const __m512 dm = _mm512_mul_ps(_mm512_loadu_ps(pf + (i * 2 + 1) * PR), _mm512_set1_ps(y->d));
+            const qr_block_q8_k *y[RR];
+            for (int k = 0; k < nr; k++) y[k] = j->xk + (r0 + k) * nsb + i;
             const int32_t *sc = pi + (i * 2) * 8 * PR, *mn = pi + (i * 2 + 1) * 8 * PR;
-            __m512i isum = _mm512_setzero_si512(), imin = _mm512_setzero_si512();
-            for (int c = 0; c < 4; c++) {
-                __m512i cs = _mm512_setzero_si512(), cm = _mm512_setzero_si512();
-                for (int h = 0; h < 2; h++) {
-                    const int s = 2 * c + h;
-                    const __m512i d = block_dot(pq, i * 8 + s, y->qs + 32 * s);
-                    cs = _mm512_add_epi32(cs, _mm512_mullo_epi32(d, vload(sc + s * PR)));
-                    const int pair = y->bsums[2 * s] + y->bsums[2 * s + 1];
-                    cm = _mm512_add_epi32(cm, _mm512_mullo_epi32(_mm512_set1_epi32(pair), vload(mn + s * PR)));
-                }
-                if (gemm) {
-                    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(cs), dd, acc);
-                    accm = _mm512_fmadd_ps(_mm512_cvtepi32_ps(cm), dm, accm);
-                } else {
-                    isum = _mm512_add_epi32(isum, cs);
-                    imin = _mm512_add_epi32(imin, cm);
+            __m512i isum[RR], imin[RR], cs[RR], cm[RR];
+            for (int k = 0; k < nr; k++) isum[k] = imin[k] = _mm512_setzero_si512();
+            for (int s = 0; s < 8; s++) {
+                const int8_t *a[RR];
+                for (int k = 0; k < nr; k++) a[k] = y[k]->qs + 32 * s;
+                __m512i d[RR];
+                block_dots(pq, i * 8 + s, a, nr, d);
+                const __m512i scv = vload(sc + s * PR), mnv = vload(mn + s * PR);
+                for (int k = 0; k < nr; k++) {
+                    const int rk = (int)(r0 + k);
+                    const int pair = y[k]->bsums[2 * s] + y[k]->bsums[2 * s + 1];
+                    const __m512i p = _mm512_mullo_epi32(d[k], scv);
+                    const __m512i pm = _mm512_mullo_epi32(_mm512_set1_epi32(pair), mnv);
+                    cs[k] = s % 2 ? _mm512_add_epi32(cs[k], p) : p;
+                    cm[k] = s % 2 ? _mm512_add_epi32(cm[k], pm) : pm;
+                    if (s % 2 == 0) continue;
+                    if (rk < j->n_gemm_rows) {
+                        const __m512 dd = _mm512_mul_ps(_mm512_loadu_ps(pf + (i * 2) * PR), _mm512_set1_ps(y[k]->d));
+                        const __m512 dm = _mm512_mul_ps(_mm512_loadu_ps(pf + (i * 2 + 1) * PR), _mm512_set1_ps(y[k]->d));
+                        acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(cs[k]), dd, acc[k]);
+                        accm[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(cm[k]), dm, accm[k]);
+                    } else {
+                        isum[k] = _mm512_add_epi32(isum[k], cs[k]);
+                        imin[k] = _mm512_add_epi32(imin[k], cm[k]);
+                    }
                 }
             }
-            if (!gemm) {
-                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), dd, acc);
-                accm = _mm512_fmadd_ps(_mm512_cvtepi32_ps(imin), dm, accm);
+            for (int k = 0; k < nr; k++) {
+                if (r0 + k < j->n_gemm_rows) continue;
+                const __m512 dd = _mm512_mul_ps(_mm512_loadu_ps(pf + (i * 2) * PR), _mm512_set1_ps(y[k]->d));
+                const __m512 dm = _mm512_mul_ps(_mm512_loadu_ps(pf + (i * 2 + 1) * PR), _mm512_set1_ps(y[k]->d));
+                acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[k]), dd, acc[k]);
+                accm[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(imin[k]), dm, accm[k]);
             }
         }
-        store_col(j, o0, r, _mm512_sub_ps(acc, accm));
+        for (int k = 0; k < nr; k++) store_col(j, o0, r0 + k, _mm512_sub_ps(acc[k], accm[k]));
     }
 }
 
