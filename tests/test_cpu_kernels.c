@@ -162,6 +162,27 @@ static void check_attention(qr_rng *rng, qr_backend **levels, int n_levels, int3
     free(q), free(kf), free(vf), free(kh), free(vh), free(cells), free(ref), free(y);
 }
 
+/* GLU activations (SiLU with ggml's vector expf, GELU through the F16 table). */
+static void check_glu(qr_rng *rng, qr_backend **levels, int n_levels) {
+    const int64_t n = 4096 + 13;
+    float *g = malloc(sizeof(float) * (size_t)n), *u = malloc(sizeof(float) * (size_t)n);
+    float *ref = malloc(sizeof(float) * (size_t)n), *y = malloc(sizeof(float) * (size_t)n);
+    REQUIRE(g && u && ref && y);
+    qr_rng_fill_normal(rng, g, n, 6.0f);
+    qr_rng_fill_normal(rng, u, n, 1.0f);
+    g[0] = -10.0f, g[1] = 10.0f, g[2] = -100.0f, g[3] = 95.0f, g[4] = 0.0f;
+    for (int kind = 0; kind < 2; kind++) {
+        levels[0]->ops->glu(levels[0], (qr_glu_kind)kind, g, u, ref, n);
+        for (int l = 1; l < n_levels; l++) {
+            levels[l]->ops->glu(levels[l], (qr_glu_kind)kind, g, u, y, n);
+            const int d = first_diff(ref, y, n);
+            CHECK_MSG(d < 0, "glu %s level %d: element %d (x %g) is %.9g, scalar %.9g", kind ? "gelu" : "silu", l, d,
+                      d < 0 ? 0.0 : g[d], d < 0 ? 0.0 : y[d], d < 0 ? 0.0 : ref[d]);
+        }
+    }
+    free(g), free(u), free(ref), free(y);
+}
+
 int main(void) {
     qr_rng rng;
     qr_rng_init(&rng, 7);
@@ -192,6 +213,7 @@ int main(void) {
                 }
             }
         }
+        if (inv == 0) check_glu(&rng, levels, n_levels);
         if (inv == 0) {
             static const int32_t DIMS[] = {8, 64, 80, 128, 256};
             for (size_t di = 0; di < sizeof DIMS / sizeof DIMS[0]; di++) {

@@ -18,8 +18,9 @@
 
 #include "backend/cpu/cpu_internal.h"
 
-/* ggml_v_expf (AVX-512 form). */
-static inline __m512 v_expf(__m512 x) {
+/* ggml_v_expf (AVX-512 form); also used by the SiLU in cpu_glu_avx512.c. */
+__m512 qr_cpu_v_expf_avx512(__m512 x);
+__m512 qr_cpu_v_expf_avx512(__m512 x) {
     const __m512 r = _mm512_set1_ps(0x1.8p23f);
     const __m512 z = _mm512_fmadd_ps(x, _mm512_set1_ps(0x1.715476p+0f), r);
     const __m512 n = _mm512_sub_ps(z, r);
@@ -125,7 +126,7 @@ void qr_cpu_attend_tiled_avx512(const qr_attn_args *a, const float *q, int32_t k
         double sum = 0.0;
         float p[64];
         for (int g = 0; g < 4; g++) {
-            const __m512 e = v_expf(_mm512_sub_ps(_mm512_loadu_ps(kq + 16 * g), _mm512_set1_ps(M)));
+            const __m512 e = qr_cpu_v_expf_avx512(_mm512_sub_ps(_mm512_loadu_ps(kq + 16 * g), _mm512_set1_ps(M)));
             _mm512_storeu_ps(p + 16 * g, e);
             sum += (double)reduce16(e);
         }

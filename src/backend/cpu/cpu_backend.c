@@ -82,7 +82,7 @@ int qr_backend_cpu_create_with(int n_threads, qr_cpu_kernels max, qr_backend **o
     be->impl = cb;
     cb->n_threads = n_threads;
     cb->per_thread = calloc((size_t)n_threads, sizeof *cb->per_thread);
-    cb->gelu_f16 = malloc(65536 * sizeof *cb->gelu_f16);
+    cb->gelu_f16 = calloc(65536 + 1, sizeof *cb->gelu_f16); /* +1: the SIMD gather reads 4 bytes */
     if (!cb->per_thread || !cb->gelu_f16) {
         cpu_destroy(be);
         return qr_fail(err, "out of memory creating the CPU backend");

@@ -142,7 +142,7 @@ static inline __m512i vload(const void *p) { return _mm512_loadu_si512(p); }
 
 /* Exact int sums of one 32-element block for 16 weight rows against nr activation blocks
  * a[k] (the nr chains interleave, so the VNNI latency is hidden). */
-static inline void block_dots(const uint8_t *pq, int64_t blk, const int8_t *const a[RR], int nr, __m512i out[RR]) {
+static inline __attribute__((always_inline)) void block_dots(const uint8_t *pq, int64_t blk, const int8_t *const a[RR], int nr, __m512i out[RR]) {
     const uint8_t *v = pq + blk * 8 * 64;
     for (int k = 0; k < nr; k++) out[k] = _mm512_setzero_si512();
     for (int g = 0; g < 8; g++) {
@@ -159,28 +159,42 @@ static void store_col(const mm_job *j, int64_t o0, int64_t r, __m512 v) {
 
 static int rows_in_pass(const mm_job *j, int64_t r0) { return j->n_rows - r0 < RR ? (int)(j->n_rows - r0) : RR; }
 
-/* Q4_0: sum = fma(isum * dw, da, sum) per block, isum = dot(q + 8, a) - 8 * sum(a). */
-static void kern_q4_0(const mm_job *j, const uint8_t *pq, const float *pd, int64_t o0) {
-    const int64_t nb = j->n_in / 32;
-    for (int64_t r0 = 0; r0 < j->n_rows; r0 += RR) {
-        const int nr = rows_in_pass(j, r0);
-        __m512 sum[RR];
-        for (int k = 0; k < nr; k++) sum[k] = _mm512_setzero_ps();
-        for (int64_t b = 0; b < nb; b++) {
-            const int8_t *a[RR];
-            for (int k = 0; k < nr; k++) a[k] = j->xq.q + (r0 + k) * j->n_in + 32 * b;
-            __m512i is[RR];
-            block_dots(pq, b, a, nr, is);
-            const __m512 dw = _mm512_loadu_ps(pd + b * PR);
-            for (int k = 0; k < nr; k++) {
-                const int64_t rb = (r0 + k) * nb + b;
-                const __m512i v = _mm512_sub_epi32(is[k], _mm512_set1_epi32(8 * j->xq.sum[rb]));
-                const __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(v), dw);
-                sum[k] = _mm512_fmadd_ps(t, _mm512_set1_ps(j->xq.d[rb]), sum[k]);
-            }
-        }
-        for (int k = 0; k < nr; k++) store_col(j, o0, r0 + k, sum[k]);
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* Runs pass(j, ..., r0, NR) with NR a constant (so the row arrays live in registers). */
+#define FOR_PASSES(pass, ...)                                                          \
+    for (int64_t r0 = 0; r0 < j->n_rows; r0 += RR) {                                   \
+        switch (rows_in_pass(j, r0)) {                                                 \
+        case 4: pass(__VA_ARGS__, r0, 4); break;                                       \
+        case 3: pass(__VA_ARGS__, r0, 3); break;                                       \
+        case 2: pass(__VA_ARGS__, r0, 2); break;                                       \
+        default: pass(__VA_ARGS__, r0, 1); break;                                      \
+        }                                                                              \
     }
+
+/* Q4_0: sum = fma(isum * dw, da, sum) per block, isum = dot(q + 8, a) - 8 * sum(a). */
+ALWAYS_INLINE void q4_0_pass(const mm_job *j, const uint8_t *pq, const float *pd, int64_t o0, int64_t r0, const int nr) {
+    const int64_t nb = j->n_in / 32;
+    __m512 sum[RR];
+    for (int k = 0; k < nr; k++) sum[k] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const int8_t *a[RR];
+        for (int k = 0; k < nr; k++) a[k] = j->xq.q + (r0 + k) * j->n_in + 32 * b;
+        __m512i is[RR];
+        block_dots(pq, b, a, nr, is);
+        const __m512 dw = _mm512_loadu_ps(pd + b * PR);
+        for (int k = 0; k < nr; k++) {
+            const int64_t rb = (r0 + k) * nb + b;
+            const __m512i v = _mm512_sub_epi32(is[k], _mm512_set1_epi32(8 * j->xq.sum[rb]));
+            const __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(v), dw);
+            sum[k] = _mm512_fmadd_ps(t, _mm512_set1_ps(j->xq.d[rb]), sum[k]);
+        }
+    }
+    for (int k = 0; k < nr; k++) store_col(j, o0, r0 + k, sum[k]);
+}
+
+static void kern_q4_0(const mm_job *j, const uint8_t *pq, const float *pd, int64_t o0) {
+    FOR_PASSES(q4_0_pass, j, pq, pd, o0)
 }
 
 /* Q8_0 / Q5_0: 8 lanes per block (lane l = elements 4l..4l+3), acc_l = fma(dw * da,
@@ -213,10 +227,10 @@ static void kern_lanes(const mm_job *j, const uint8_t *pq, const float *pd, int 
 /* Q4_K: sub-block sums times scales; per super-block (decode order) or per 64 elements
  * (llama.cpp's 4-row prompt kernel, rows < n_gemm_rows) acc = fma(float(sum), d * d8),
  * accm likewise with the mins; result acc - accm. */
-static void kern_q4k(const mm_job *j, const uint8_t *pq, const float *pf, const int32_t *pi, int64_t o0) {
+ALWAYS_INLINE void q4k_pass(const mm_job *j, const uint8_t *pq, const float *pf, const int32_t *pi, int64_t o0,
+                           int64_t r0, const int nr) {
     const int64_t nsb = j->n_in / 256;
-    for (int64_t r0 = 0; r0 < j->n_rows; r0 += RR) {
-        const int nr = rows_in_pass(j, r0);
+    {
         __m512 acc[RR], accm[RR];
         for (int k = 0; k < nr; k++) acc[k] = accm[k] = _mm512_setzero_ps();
         for (int64_t i = 0; i < nsb; i++) {
@@ -224,7 +238,7 @@ static void kern_q4k(const mm_job *j, const uint8_t *pq, const float *pf, const 
             for (int k = 0; k < nr; k++) y[k] = j->xk + (r0 + k) * nsb + i;
             const int32_t *sc = pi + (i * 2) * 8 * PR, *mn = pi + (i * 2 + 1) * 8 * PR;
             __m512i isum[RR], imin[RR], cs[RR], cm[RR];
-            for (int k = 0; k < nr; k++) isum[k] = imin[k] = _mm512_setzero_si512();
+            for (int k = 0; k < nr; k++) isum[k] = imin[k] = cs[k] = cm[k] = _mm512_setzero_si512();
             for (int s = 0; s < 8; s++) {
                 const int8_t *a[RR];
                 for (int k = 0; k < nr; k++) a[k] = y[k]->qs + 32 * s;
@@ -236,9 +250,13 @@ static void kern_q4k(const mm_job *j, const uint8_t *pq, const float *pf, const 
                     const int pair = y[k]->bsums[2 * s] + y[k]->bsums[2 * s + 1];
                     const __m512i p = _mm512_mullo_epi32(d[k], scv);
                     const __m512i pm = _mm512_mullo_epi32(_mm512_set1_epi32(pair), mnv);
-                    cs[k] = s % 2 ? _mm512_add_epi32(cs[k], p) : p;
-                    cm[k] = s % 2 ? _mm512_add_epi32(cm[k], pm) : pm;
-                    if (s % 2 == 0) continue;
+                    if (s % 2 == 0) {
+                        cs[k] = p;
+                        cm[k] = pm;
+                        continue;
+                    }
+                    cs[k] = _mm512_add_epi32(cs[k], p);
+                    cm[k] = _mm512_add_epi32(cm[k], pm);
                     if (rk < j->n_gemm_rows) {
                         const __m512 dd = _mm512_mul_ps(_mm512_loadu_ps(pf + (i * 2) * PR), _mm512_set1_ps(y[k]->d));
                         const __m512 dm = _mm512_mul_ps(_mm512_loadu_ps(pf + (i * 2 + 1) * PR), _mm512_set1_ps(y[k]->d));
@@ -260,6 +278,10 @@ static void kern_q4k(const mm_job *j, const uint8_t *pq, const float *pf, const 
         }
         for (int k = 0; k < nr; k++) store_col(j, o0, r0 + k, _mm512_sub_ps(acc[k], accm[k]));
     }
+}
+
+static void kern_q4k(const mm_job *j, const uint8_t *pq, const float *pf, const int32_t *pi, int64_t o0) {
+    FOR_PASSES(q4k_pass, j, pq, pf, pi, o0)
 }
 
 /* Q6_K: lane l (elements with (e % 32) / 4 == l) = sum of scale * q * a over the slices,

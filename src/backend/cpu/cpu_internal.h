@@ -37,6 +37,13 @@ typedef struct qr_cpu_backend {
     qr_cpu_mm_kernel mm_fast[2]; /* SIMD matmul kernels, best first; NULL = none */
 } qr_cpu_backend;
 
+void qr_cpu_glu_avx512(const qr_cpu_backend *cb, qr_glu_kind kind, const float *gate, const float *up, float *out,
+                       int64_t n);
+
+/* Activation quantization with AVX-512 (cpu_quant_act_avx512.c), bit-identical. */
+void qr_cpu_quantize_q8_row_avx512(const float *x, int64_t nb, int8_t *q, float *d, float *s, int32_t *sum);
+void qr_cpu_quantize_q8_k_row_avx512(const float *x, int64_t nb, qr_block_q8_k *out);
+
 /* Fills the GELU table (called once by qr_backend_cpu_create). */
 void qr_cpu_gelu_table_init(uint16_t *table);
 

@@ -50,9 +50,14 @@ static void quantize_q8_block(const float *x, int8_t *q, float *d_out, float *s_
     *sum_out = sum;
 }
 
-static void convert_q8(const float *x, int64_t n_rows, int64_t n_in, q8_rows *out) {
+static void convert_q8(const qr_cpu_backend *cb, const float *x, int64_t n_rows, int64_t n_in, q8_rows *out) {
     const int64_t nb = n_in / QR_QK;
     for (int64_t r = 0; r < n_rows; r++) {
+        if (cb->features.avx512) {
+            qr_cpu_quantize_q8_row_avx512(x + r * n_in, nb, out->q + r * n_in, out->d + r * nb, out->s + r * nb,
+                                          out->sum + r * nb);
+            continue;
+        }
         for (int64_t b = 0; b < nb; b++) {
             quantize_q8_block(x + r * n_in + b * QR_QK, out->q + r * n_in + b * QR_QK,
                               out->d + r * nb + b, out->s + r * nb + b, out->sum + r * nb + b);
@@ -61,7 +66,7 @@ static void convert_q8(const float *x, int64_t n_rows, int64_t n_in, q8_rows *ou
 }
 
 /* F16 / BF16 / Q8_K activations are kept as the float values they stand for. */
-static int convert_float(qr_type vt, const float *x, int64_t n_rows, int64_t n_in, float *out,
+static int convert_float(const qr_cpu_backend *cb, qr_type vt, const float *x, int64_t n_rows, int64_t n_in, float *out,
                          qr_block_q8_k *blocks, qr_error *err) {
     const int64_t n = n_rows * n_in;
     if (vt == QR_TYPE_F16) {
@@ -69,10 +74,14 @@ static int convert_float(qr_type vt, const float *x, int64_t n_rows, int64_t n_i
     } else if (vt == QR_TYPE_BF16) {
         for (int64_t i = 0; i < n; i++) out[i] = qr_bf16_to_f32(qr_f32_to_bf16(x[i]));
     } else {
+        /* K-quant kernels read only the blocks (out stays unused). */
+        if (cb->features.avx512) {
+            qr_cpu_quantize_q8_k_row_avx512(x, n / QR_QK_K, blocks);
+            return QR_OK;
+        }
         qr_block_q8_k *blk = blocks;
         for (int64_t i = 0; i < n; i += QR_QK_K, blk++) {
             if (qr_quantize_row(QR_TYPE_Q8_K, x + i, blk, QR_QK_K, err) != QR_OK) return QR_ERR;
-            if (qr_dequantize_row(QR_TYPE_Q8_K, blk, out + i, QR_QK_K, err) != QR_OK) return QR_ERR;
         }
     }
     return QR_OK;
@@ -250,7 +259,7 @@ int qr_cpu_matmul(qr_backend *be, qr_type wtype, const void *w, int64_t n_in, in
         j.xq.s = j.xq.d + nb;
         j.xq.sum = (int32_t *)(j.xq.s + nb);
         j.xq.q = (int8_t *)(j.xq.sum + nb);
-        convert_q8(x, n_rows, n_in, &j.xq);
+        convert_q8(cb, x, n_rows, n_in, &j.xq);
         const size_t per = (size_t)((n_in + 15) & ~(int64_t)15) + (size_t)(n_in / QR_QK) * 2 * sizeof(float);
         if (qr_cpu_reserve_per_thread(cb, per, err) != QR_OK) return QR_ERR;
     } else if (j.vtype == QR_TYPE_F32) {
@@ -264,7 +273,7 @@ int qr_cpu_matmul(qr_backend *be, qr_type wtype, const void *w, int64_t n_in, in
         }
         qr_block_q8_k *blocks = cb->act.ptr; /* first: 4-byte aligned blocks, then floats */
         float *xf = (float *)(blocks + nk);
-        if (convert_float(j.vtype, x, n_rows, n_in, xf, blocks, err) != QR_OK) return QR_ERR;
+        if (convert_float(cb, j.vtype, x, n_rows, n_in, xf, blocks, err) != QR_OK) return QR_ERR;
         j.xf = xf;
         j.xk = blocks;
         if (j.vtype == QR_TYPE_F16) {

@@ -96,6 +96,10 @@ void qr_cpu_gelu_table_init(uint16_t *table) {
 void qr_cpu_glu(qr_backend *be, qr_glu_kind kind, const float *gate, const float *up, float *out,
                 int64_t n) {
     const qr_cpu_backend *cb = be->impl;
+    if (cb->features.avx512) {
+        qr_cpu_glu_avx512(cb, kind, gate, up, out, n);
+        return;
+    }
     if (kind == QR_GLU_SILU) {
         /* ggml_vec_swiglu_f32 on AVX-512: 16 at a time with ggml_v_expf, the tail
          * with expf. Applied per row by the caller, so the tail matches. */
