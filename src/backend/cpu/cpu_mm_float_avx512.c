@@ -71,7 +71,7 @@ static float dot_vec(qr_type t, const uint8_t *row, const float *x, int64_t n) {
         else {
             uint16_t h;
             memcpy(&h, row + 2 * i, 2);
-            wt[i - np] = t == QR_TYPE_F16 ? _cvtsh_ss(h) : _mm_cvtss_f32(_mm_castsi128_ps(_mm_cvtsi32_si128((int)h << 16)));
+            wt[i - np] = t == QR_TYPE_F16 ? _cvtsh_ss(h) : _mm_cvtss_f32(_mm_castsi128_ps(_mm_cvtsi32_si128((int)((uint32_t)h << 16))));
         }
     }
     int64_t i = np;
