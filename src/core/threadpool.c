@@ -1,6 +1,7 @@
 #include "core/threadpool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -168,6 +169,25 @@ void qr_threadpool_parallel_for(qr_threadpool *p, int64_t n, int64_t grain, qr_p
     pthread_mutex_lock(&p->mutex);
     while (atomic_load(&p->pending) != 0) pthread_cond_wait(&p->done_cv, &p->mutex);
     pthread_mutex_unlock(&p->mutex);
+}
+
+int qr_threadpool_pin(qr_threadpool *p, qr_error *err) {
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return qr_fail(err, "thread pool: cannot read the CPU set");
+    int cpus[CPU_SETSIZE], n_cpus = 0;
+    for (int c = 0; c < CPU_SETSIZE; c++) {
+        if (CPU_ISSET(c, &allowed)) cpus[n_cpus++] = c;
+    }
+    if (n_cpus == 0) return qr_fail(err, "thread pool: no CPU to pin to");
+    for (int i = 0; i < p->n_threads; i++) {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpus[i % n_cpus], &one);
+        const pthread_t t = i == 0 ? pthread_self() : p->threads[i - 1];
+        const int rc = pthread_setaffinity_np(t, sizeof one, &one);
+        if (rc != 0) return qr_fail(err, "thread pool: cannot pin thread %d to CPU %d: %s", i, cpus[i % n_cpus], strerror(rc));
+    }
+    return QR_OK;
 }
 
 int qr_threadpool_default_threads(void) {

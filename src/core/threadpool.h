@@ -33,6 +33,10 @@ int qr_threadpool_n_threads(const qr_threadpool *pool);
 void qr_threadpool_parallel_for(qr_threadpool *pool, int64_t n, int64_t grain, qr_parallel_fn fn,
                                 void *ctx);
 
+/* Pins the calling thread to the first allowed CPU and worker i to the (i+1)-th, wrapping
+ * around (only when asked: QUARREL_PIN_THREADS=1 for the CPU backend). */
+int qr_threadpool_pin(qr_threadpool *pool, qr_error *err);
+
 /* The number of online CPUs (at least 1): the default pool size. */
 int qr_threadpool_default_threads(void);
 

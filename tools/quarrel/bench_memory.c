@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/timer.h"
 #include "gguf/gguf.h"
+#include "gguf/types.h"
 #include "model/quant_policy.h"
 
 /* ---- Read bandwidth --------------------------------------------------------------------- */
@@ -82,10 +83,18 @@ static bool name_is(qr_gguf_str s, const char *prefix, const char *suffix) {
     return s.len >= lp + ls && memcmp(s.ptr, prefix, lp) == 0 && memcmp(s.ptr + s.len - ls, suffix, ls) == 0;
 }
 
+/* llama.cpp's name for general.file_type; without it the type holding the most bytes. */
 static void name_main_type(const qr_gguf *g, char out[32]) {
     uint32_t ft = 0;
     qr_error err;
-    snprintf(out, 32, "?");
+    uint64_t bytes[QR_TYPE_COUNT] = {0};
+    int best = 0;
+    for (int64_t i = 0; i < qr_gguf_n_tensors(g); i++) {
+        const qr_gguf_tensor *t = qr_gguf_tensor_at(g, i);
+        if ((int)t->type < QR_TYPE_COUNT) bytes[t->type] += t->n_bytes;
+    }
+    for (int t = 0; t < QR_TYPE_COUNT; t++) best = bytes[t] > bytes[best] ? t : best;
+    snprintf(out, 32, "%s", qr_type_name((qr_type)best));
     if (qr_gguf_find_kv(g, "general.file_type") && qr_gguf_get_u32(g, "general.file_type", &ft, &err) == QR_OK) {
         for (int i = 0; i < qr_quant_mix_count(); i++) {
             if ((uint32_t)qr_quant_mix_at(i)->ftype == ft) {

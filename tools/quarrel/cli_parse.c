@@ -67,3 +67,15 @@ int cli_parse_model(const char *cmd, const char *a, const char *v, qr_model_para
     if (cli_is(a, "--swa", NULL)) return cli_parse_i32(cmd, a, v, 0, INT32_MAX, &mp->swa_window);
     return 2;
 }
+
+int cli_parse_device(const char *cmd, const char *a, const char *v, qr_device *out) {
+    if (!cli_is(a, "--device", NULL)) return 2;
+    if (strcmp(v, "cpu") == 0) *out = QR_DEVICE_CPU;
+    else if (strcmp(v, "cuda") == 0) *out = QR_DEVICE_CUDA;
+    else if (strcmp(v, "auto") == 0) *out = QR_DEVICE_AUTO;
+    else {
+        fprintf(stderr, "quarrel %s: invalid value '%s' for --device (expected cpu, cuda or auto)\n", cmd, v);
+        return 1;
+    }
+    return 0;
+}

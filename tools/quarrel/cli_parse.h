@@ -22,6 +22,12 @@ int cli_parse_sampling(const char *cmd, const char *flag, const char *value, qr_
  * and inspect. Returns 0 parsed, 1 bad value, 2 not one of them. */
 int cli_parse_model(const char *cmd, const char *flag, const char *value, qr_model_params *mp);
 
+/* --device cpu|cuda|auto. Returns 0 parsed, 1 bad value, 2 not --device. */
+int cli_parse_device(const char *cmd, const char *flag, const char *value, qr_device *out);
+
+#define CLI_DEVICE_HELP \
+    "  --device DEV            cpu | cuda | auto (default: cuda when a GPU is present)\n"
+
 /* a equals the short or the long spelling (long may be NULL). */
 bool cli_is(const char *a, const char *short_name, const char *long_name);
 

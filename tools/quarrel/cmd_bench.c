@@ -222,8 +222,13 @@ static void print_md(const bench_opts *o, const bench_model_bytes *mb, const cha
     for (int i = 0; i < n; i++) {
         char name[32];
         test_name(&rs[i], name, sizeof name);
-        printf("| %s %s | %.2f GiB | %.2f B | cpu | %d | %s | %.2f ± %.2f |", arch, mb->type_name,
-               mb->file_bytes / 1073741824.0, mb->n_params / 1e9, rs[i].n_threads, name, rs[i].mean, rs[i].stddev);
+        char size[32], params[32];
+        if (mb->file_bytes >= (1u << 30)) snprintf(size, sizeof size, "%.2f GiB", mb->file_bytes / 1073741824.0);
+        else snprintf(size, sizeof size, "%.2f MiB", mb->file_bytes / 1048576.0);
+        if (mb->n_params >= 1000000000u) snprintf(params, sizeof params, "%.2f B", mb->n_params / 1e9);
+        else snprintf(params, sizeof params, "%.2f M", mb->n_params / 1e6);
+        printf("| %s %s | %s | %s | cpu | %d | %s | %.2f ± %.2f |", arch, mb->type_name, size, params,
+               rs[i].n_threads, name, rs[i].mean, rs[i].stddev);
         if (rs[i].roofline > 0) printf(" %.1f | %.0f%% |\n", rs[i].roofline, 100.0 * rs[i].mean / rs[i].roofline);
         else printf(" - | - |\n");
     }

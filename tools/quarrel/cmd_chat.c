@@ -29,6 +29,7 @@ typedef struct chat_opts {
     qr_sampling_params sp;
     qr_model_params mp;
     bool verbose, no_cache, kv_f32, batch_invariant;
+    qr_device device;
 } chat_opts;
 
 typedef struct tokens {
@@ -74,6 +75,7 @@ static void usage(FILE *f) {
             "  -n, --n-predict N       most tokens per reply (default -1 = until end of turn)\n"
             CLI_SAMPLING_HELP
             CLI_MODEL_HELP
+            CLI_DEVICE_HELP
             "  --kv-f32                F32 KV cache instead of F16\n"
             "  --batch-invariant       sum every row in the decode order (see docs/api.md)\n"
             "  --no-cache              re-decode the whole conversation every turn (for tests)\n"
@@ -92,6 +94,7 @@ static int parse_value(chat_opts *o, const char *a, const char *v) {
     else if (cli_is(a, "-c", "--ctx-size")) return cli_parse_i32(CMD, a, v, 0, 1 << 24, &o->n_ctx);
     else if (cli_is(a, "-t", "--threads")) return cli_parse_i32(CMD, a, v, 1, 1024, &o->n_threads);
     else if (cli_is(a, "-n", "--n-predict")) return cli_parse_i32(CMD, a, v, -1, 1 << 30, &o->n_predict);
+    else if (cli_is(a, "--device", NULL)) return cli_parse_device(CMD, a, v, &o->device);
     else {
         int rc = cli_parse_model(CMD, a, v, &o->mp);
         return rc != 2 ? rc : cli_parse_sampling(CMD, a, v, &o->sp);
@@ -224,6 +227,7 @@ static int setup(chat_state *st, const chat_opts *o) {
     cp.n_threads = o->n_threads;
     cp.kv_f32 = o->kv_f32;
     cp.batch_invariant = o->batch_invariant;
+    cp.device = o->device;
     st->c = qr_ctx_create(st->m, &cp, err, sizeof err);
     if (!st->c) return fail(err);
     st->s = qr_sampling_create(st->m, &o->sp, err, sizeof err);

@@ -26,6 +26,7 @@ typedef struct ppl_opts {
     const char *model, *file;
     int32_t n_ctx, n_threads, n_batch, n_chunks;
     bool kv_f32;
+    qr_device device;
     qr_model_params mp;
 } ppl_opts;
 
@@ -50,6 +51,7 @@ static void usage(FILE *f) {
             "  --chunks N              evaluate at most N chunks (default: all)\n"
             "  --kv-f32                F32 KV cache instead of F16\n"
             CLI_MODEL_HELP
+            CLI_DEVICE_HELP
             "  -h, --help              show this help\n"
             "\n"
             "Exit codes: 0 ok, 1 error (bad model, unreadable or too short text), 2 usage.\n");
@@ -62,6 +64,7 @@ static int parse_value(ppl_opts *o, const char *a, const char *v) {
     else if (cli_is(a, "-t", "--threads")) return cli_parse_i32(CMD, a, v, 1, 1024, &o->n_threads);
     else if (cli_is(a, "-b", "--batch-size")) return cli_parse_i32(CMD, a, v, 1, 1 << 24, &o->n_batch);
     else if (cli_is(a, "--chunks", NULL)) return cli_parse_i32(CMD, a, v, 1, 1 << 30, &o->n_chunks);
+    else if (cli_is(a, "--device", NULL)) return cli_parse_device(CMD, a, v, &o->device);
     else return cli_parse_model(CMD, a, v, &o->mp);
     return 0;
 }
@@ -239,6 +242,7 @@ static int perplexity(const ppl_opts *o) {
     cp.n_batch = o->n_batch;
     cp.n_threads = o->n_threads;
     cp.kv_f32 = o->kv_f32;
+    cp.device = o->device;
     c = qr_ctx_create(m, &cp, err, sizeof err);
     if (!c) {
         fprintf(stderr, "quarrel perplexity: %s\n", err);

@@ -19,6 +19,7 @@ typedef struct run_opts {
     int32_t n_predict, n_ctx, n_threads, n_batch;
     qr_sampling_params sp;
     qr_model_params mp;
+    qr_device device;
     bool check_numerics, kv_f32, batch_invariant, display_prompt;
 } run_opts;
 
@@ -43,6 +44,7 @@ static void usage(FILE *f) {
             "  --repeat-last-n N       tokens the penalty looks back over (default 64)\n"
             "  --seed S                sampling seed (default 0)\n"
             CLI_MODEL_HELP
+            CLI_DEVICE_HELP
             "  --no-display-prompt     do not echo the prompt\n"
             "  --kv-f32                F32 KV cache instead of F16\n"
             "  --batch-invariant       sum every row in the decode order (see docs/api.md)\n"
@@ -109,6 +111,7 @@ static int parse_value(run_opts *o, const char *a, const char *v) {
     else if (is(a, "--repeat-penalty", NULL)) return parse_f32(a, v, 1e-6f, 1e6f, &o->sp.repeat_penalty);
     else if (is(a, "--repeat-last-n", NULL)) return parse_i32(a, v, 0, 1 << 20, &o->sp.penalty_last_n);
     else if (is(a, "--seed", NULL)) return parse_u64(a, v, &o->sp.seed);
+    else if (is(a, "--device", NULL)) return cli_parse_device("run", a, v, &o->device);
     else return cli_parse_model("run", a, v, &o->mp);
     return 0;
 }
@@ -234,6 +237,7 @@ static int setup(run_state *st, const run_opts *o) {
     if (o->n_batch) cp.n_batch = o->n_batch;
     cp.kv_f32 = o->kv_f32;
     cp.batch_invariant = o->batch_invariant;
+    cp.device = o->device;
     st->c = qr_ctx_create(st->m, &cp, err, sizeof err);
     if (!st->c) return fprintf(stderr, "quarrel run: %s\n", err), 1;
     st->s = qr_sampling_create(st->m, &o->sp, err, sizeof err);
@@ -272,9 +276,9 @@ int cmd_run(int argc, char **argv) {
     if (!rc) {
         fputc('\n', stdout);
         fflush(stdout);
-        fprintf(stderr, "quarrel run: load %.0f ms | prompt %d tokens, %.2f t/s | generation %d tokens, %.2f t/s | %d threads\n",
+        fprintf(stderr, "quarrel run: load %.0f ms | prompt %d tokens, %.2f t/s | generation %d tokens, %.2f t/s | %s\n",
                 st.t_load * 1e3, st.n_prompt, st.t_prompt > 0 ? st.n_prompt / st.t_prompt : 0.0, st.n_gen,
-                st.t_gen > 0 ? st.n_gen / st.t_gen : 0.0, qr_ctx_n_threads(st.c));
+                st.t_gen > 0 ? st.n_gen / st.t_gen : 0.0, qr_ctx_device(st.c) == QR_DEVICE_CUDA ? "cuda" : "cpu");
     }
     teardown(&st);
     return rc;

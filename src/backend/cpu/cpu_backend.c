@@ -93,6 +93,11 @@ int qr_backend_cpu_create_with(int n_threads, qr_cpu_kernels max, qr_backend **o
         cpu_destroy(be);
         return QR_ERR;
     }
+    const char *pin = getenv("QUARREL_PIN_THREADS");
+    if (pin && strcmp(pin, "1") == 0 && qr_threadpool_pin(cb->pool, err) != QR_OK) {
+        cpu_destroy(be);
+        return QR_ERR;
+    }
     *out = be;
     return QR_OK;
 }
