@@ -160,7 +160,101 @@ QR_INLINE void rows_per_block(const q32_fmt *f, const mm_job *j, const uint8_t *
     for (int k = 0; k < nr; k++) j->y[(r0 + k) * j->n_out + o] = sum[k];
 }
 
+/* ---- Decode: one activation row, WR weight rows at a time --------------------------------
+ * A weight row's float chain (one fma per block) is a dependency chain of the FMA latency
+ * per block; running WR rows side by side overlaps their chains and loads each activation
+ * block once for all of them. Each row's own operations stay those of the kernels above. */
+#define WR 4
+
+QR_INLINE void decode_per_block(const q32_fmt *f, const mm_job *j, int64_t o, const int nw) {
+    const int64_t nb = j->n_in / 32;
+    const bool offset = f->t == QR_TYPE_Q4_0 || QR_HAVE_VNNI;
+    const int shift = f->t == QR_TYPE_Q4_0 ? 3 : 7;
+    float sum[WR] = {0};
+    const int8_t *a = j->xq.q;
+    int64_t b = 0;
+    for (; b + 8 <= nb; b += 8) {
+        __m256i av[8];
+        for (int i = 0; i < 8; i++) av[i] = _mm256_loadu_si256((const __m256i *)(a + 32 * (b + i)));
+        const __m256i off = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(j->xq.sum + b)), shift);
+        const __m256 da = _mm256_loadu_ps(j->xq.d + b);
+        float t[WR][8], v[WR][8];
+        for (int w = 0; w < nw; w++) {
+            const uint8_t *wrow = j->w + (size_t)(o + w) * j->row_bytes + (size_t)b * f->bytes;
+            /* the same place in the next group of rows: the streams stay a group ahead */
+            qr_prefetch_lines(wrow + (size_t)WR * j->row_bytes, 8 * f->bytes);
+            __m256i l[8];
+            uint16_t dh[8];
+            for (int i = 0; i < 8; i++) {
+                const uint8_t *blk = wrow + (size_t)i * f->bytes;
+                l[i] = offset ? qr_dot_u8s8(unpack_offset(f->t, blk), av[i]) : qr_dot_s8s8(unpack(f->t, blk), av[i]);
+                memcpy(&dh[i], blk, 2);
+            }
+            __m256i is = qr_hsum8x8_epi32(l);
+            if (offset) is = _mm256_sub_epi32(is, off);
+            const __m256 isum = _mm256_cvtepi32_ps(is), dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dh));
+            if (f->t == QR_TYPE_Q4_0) {
+                _mm256_storeu_ps(t[w], _mm256_mul_ps(isum, dw));
+                _mm256_storeu_ps(v[w], da);
+            } else {
+                _mm256_storeu_ps(t[w], _mm256_mul_ps(dw, da));
+                _mm256_storeu_ps(v[w], isum);
+            }
+        }
+        for (int i = 0; i < 8; i++) {
+            for (int w = 0; w < nw; w++) sum[w] = fmaf(t[w][i], v[w][i], sum[w]);
+        }
+    }
+    for (; b < nb; b++) {
+        for (int w = 0; w < nw; w++) {
+            const uint8_t *blk = j->w + (size_t)(o + w) * j->row_bytes + (size_t)b * f->bytes;
+            const int32_t is = qr_hsum8_epi32(lanes(f, unpack(f->t, blk), a + b * 32));
+            sum[w] = chain_step(f->t, sum[w], is, qr_f16_load(blk), j->xq.d[b]);
+        }
+    }
+    for (int w = 0; w < nw; w++) j->y[o + w] = sum[w];
+}
+
+QR_INLINE void decode_lanes(const q32_fmt *f, const mm_job *j, int64_t o, const int nw) {
+    const int64_t nb = j->n_in / 32;
+    __m256 acc[WR];
+    float summs[WR];
+    for (int w = 0; w < nw; w++) acc[w] = _mm256_setzero_ps(), summs[w] = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        const __m256i av = _mm256_loadu_si256((const __m256i *)(j->xq.q + b * 32));
+        const float da = j->xq.d[b];
+        for (int w = 0; w < nw; w++) {
+            const uint8_t *blk = j->w + (size_t)(o + w) * j->row_bytes + (size_t)b * f->bytes;
+            if (b % 2 == 0) qr_prefetch_lines(blk + (size_t)WR * j->row_bytes, 2 * f->bytes);
+            const __m256i q = unpack(f->t, blk);
+            const __m256i l = f->is_signed ? qr_dot_s8s8(q, av) : qr_dot_u8s8(q, av);
+            acc[w] = _mm256_fmadd_ps(_mm256_set1_ps(qr_f16_load(blk) * da), _mm256_cvtepi32_ps(l), acc[w]);
+            if (f->has_min) summs[w] = fmaf(qr_f16_load(blk + 2), j->xq.s[b], summs[w]);
+        }
+    }
+    for (int w = 0; w < nw; w++) {
+        const float s = qr_hsum8_ps(acc[w]);
+        j->y[o + w] = f->has_min ? s + summs[w] : s;
+    }
+}
+
+QR_INLINE void run_decode(const q32_fmt *f, const mm_job *j, int64_t o0, int64_t o1) {
+    int64_t o = o0;
+    for (; o + WR <= o1; o += WR) {
+        if (f->per_block) decode_per_block(f, j, o, WR);
+        else decode_lanes(f, j, o, WR);
+    }
+    for (; o < o1; o++) {
+        if (f->per_block) decode_per_block(f, j, o, 1);
+        else decode_lanes(f, j, o, 1);
+    }
+}
+
 QR_INLINE void run(const q32_fmt f, const mm_job *j, int64_t o0, int64_t o1) {
+    if (j->n_rows == 1) {
+        run_decode(&f, j, o0, o1);
+        return;
+    }
     for (int64_t o = o0; o < o1; o++) {
         const uint8_t *wrow = j->w + (size_t)o * j->row_bytes;
         for (int64_t r0 = 0; r0 < j->n_rows; r0 += ROWS_PER_PASS) {

@@ -90,6 +90,11 @@ QR_INLINE void qr_prefetch_block(const uint8_t *p, size_t bytes) {
     for (size_t off = 0; off < bytes; off += 64) _mm_prefetch((const char *)p + QR_PREFETCH_AHEAD + off, _MM_HINT_T0);
 }
 
+/* The lines of [p, p + bytes) (callers pick the distance). */
+QR_INLINE void qr_prefetch_lines(const uint8_t *p, size_t bytes) {
+    for (size_t off = 0; off < bytes; off += 64) _mm_prefetch((const char *)p + off, _MM_HINT_T0);
+}
+
 QR_INLINE float qr_f16_load(const uint8_t *p) {
     uint16_t h;
     memcpy(&h, p, 2);
