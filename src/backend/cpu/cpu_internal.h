@@ -84,7 +84,8 @@ bool qr_cpu_mm_q32_avx2(const mm_job *j, int64_t o0, int64_t o1);
 bool qr_cpu_mm_kquant_avx2(const mm_job *j, int64_t o0, int64_t o1);
 bool qr_cpu_mm_q32_avx512(const mm_job *j, int64_t o0, int64_t o1);
 bool qr_cpu_mm_kquant_avx512(const mm_job *j, int64_t o0, int64_t o1);
-bool qr_cpu_mm_float_avx512(const mm_job *j, int64_t o0, int64_t o1, bool has_fp16);
+/* scratch: 4 * n_in floats + 64 bytes (prompt batches in tinyBLAS order). */
+bool qr_cpu_mm_float_avx512(const mm_job *j, int64_t o0, int64_t o1, bool has_fp16, void *scratch);
 /* Prompt batches (cpu_gemm_panel_avx512.c): whole panels of 16 output rows in [o0, o1),
  * using per-thread scratch of qr_cpu_gemm_panel_bytes(n_in); returns the first output
  * row not done (the caller finishes the rest with the row kernels). */

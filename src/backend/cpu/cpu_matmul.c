@@ -264,6 +264,7 @@ int qr_cpu_matmul(qr_backend *be, qr_type wtype, const void *w, int64_t n_in, in
         if (qr_cpu_reserve_per_thread(cb, per, err) != QR_OK) return QR_ERR;
     } else if (j.vtype == QR_TYPE_F32) {
         j.xf = x;
+        if (qr_cpu_reserve_per_thread(cb, (size_t)n_in * 4 * sizeof(float) + 64, err) != QR_OK) return QR_ERR;
     } else {
         const size_t nx = (size_t)(n_rows * n_in);
         const size_t nk = j.vtype == QR_TYPE_Q8_K ? nx / QR_QK_K : 0;
@@ -281,7 +282,8 @@ int qr_cpu_matmul(qr_backend *be, qr_type wtype, const void *w, int64_t n_in, in
             for (size_t i = 0; i < nx; i++) xh[i] = qr_f32_to_f16(j.xf[i]);
             j.xh = xh;
         }
-        if (qr_cpu_reserve_per_thread(cb, (size_t)n_in * sizeof(float), err) != QR_OK) return QR_ERR;
+        /* 4 rows: the AVX-512 float GEMM widens 4 weight rows at a time */
+        if (qr_cpu_reserve_per_thread(cb, (size_t)n_in * 4 * sizeof(float) + 64, err) != QR_OK) return QR_ERR;
     }
     int64_t grain = n_out / (cb->n_threads * 8) > 4 ? n_out / (cb->n_threads * 8) : 4;
     if (cb->features.avx512 && n_rows >= QR_CPU_GEMM_MIN_ROWS && qr_cpu_gemm_panel_supported(wtype)) {

@@ -8,5 +8,5 @@ bool qr_cpu_mm_avx512(const mm_job *j, int64_t o0, int64_t o1, int tid) {
         if (o0 == o1) return true;
     }
     return qr_cpu_mm_q32_avx512(j, o0, o1) || qr_cpu_mm_kquant_avx512(j, o0, o1) ||
-           qr_cpu_mm_float_avx512(j, o0, o1, j->cb->features.avx512fp16);
+           qr_cpu_mm_float_avx512(j, o0, o1, j->cb->features.avx512fp16, j->cb->per_thread[tid].ptr);
 }

@@ -14,6 +14,7 @@
 
 #include <immintrin.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "backend/cpu/cpu_internal.h"
@@ -33,23 +34,49 @@ static inline float reduce16(__m512 v) {
     return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
 }
 
-/* tinyBLAS order, tiles of up to 4 x 4 (weight rows x activation rows). */
-static void gemm_tile(const mm_job *j, int64_t o, int no, int64_t r, int nr) {
+/* tinyBLAS order, tiles of up to 4 x 4 (weight rows x activation rows); the weight rows
+ * come already widened to F32 (wf, 4 rows of n_in). */
+static inline __attribute__((always_inline)) void gemm_tile(const mm_job *j, const float *wf, int64_t o, const int no,
+                                                            int64_t r, const int nr) {
     __m512 acc[4][4];
     for (int a = 0; a < 4; a++)
         for (int b = 0; b < 4; b++) acc[a][b] = _mm512_setzero_ps();
-    const uint8_t *w[4];
-    for (int a = 0; a < no; a++) w[a] = j->w + (size_t)(o + a) * j->row_bytes;
     for (int64_t i = 0; i < j->n_in; i += 16) {
         __m512 x[4];
         for (int b = 0; b < nr; b++) x[b] = _mm512_loadu_ps(j->xf + (r + b) * j->n_in + i);
         for (int a = 0; a < no; a++) {
-            const __m512 wv = load_w(j->wtype, w[a], i);
+            const __m512 wv = _mm512_loadu_ps(wf + a * j->n_in + i);
             for (int b = 0; b < nr; b++) acc[a][b] = _mm512_fmadd_ps(wv, x[b], acc[a][b]);
         }
     }
     for (int a = 0; a < no; a++)
         for (int b = 0; b < nr; b++) j->y[(r + b) * j->n_out + o + a] = reduce16(acc[a][b]);
+}
+
+static void gemm_edge(const mm_job *j, const float *wf, int64_t o, int no, int64_t r, int nr) {
+    gemm_tile(j, wf, o, no, r, nr);
+}
+
+/* Cache blocking: 64 activation rows (F32, in L2) meet every 4-row weight group of the
+ * range, each group widened to F32 once per block into scratch (in L1). */
+#define GEMM_ROW_BLOCK 64
+
+static void gemm(const mm_job *j, int64_t o0, int64_t o1, float *wf) {
+    for (int64_t r0 = 0; r0 < j->n_rows; r0 += GEMM_ROW_BLOCK) {
+        const int64_t r1 = j->n_rows - r0 < GEMM_ROW_BLOCK ? j->n_rows : r0 + GEMM_ROW_BLOCK;
+        for (int64_t o = o0; o < o1; o += 4) {
+            const int no = o1 - o < 4 ? (int)(o1 - o) : 4;
+            for (int a = 0; a < no; a++) {
+                const uint8_t *row = j->w + (size_t)(o + a) * j->row_bytes;
+                for (int64_t i = 0; i < j->n_in; i += 16) _mm512_storeu_ps(wf + a * j->n_in + i, load_w(j->wtype, row, i));
+            }
+            for (int64_t r = r0; r < r1; r += 4) {
+                const int nr = r1 - r < 4 ? (int)(r1 - r) : 4;
+                if (no == 4 && nr == 4) gemm_tile(j, wf, o, 4, r, 4); /* constant: registers only */
+                else gemm_edge(j, wf, o, no, r, nr);
+            }
+        }
+    }
 }
 
 /* ggml_vec_dot_f32's order on a weight row converted on the fly. */
@@ -85,14 +112,11 @@ static float dot_vec(qr_type t, const uint8_t *row, const float *x, int64_t n) {
     return sum;
 }
 
-bool qr_cpu_mm_float_avx512(const mm_job *j, int64_t o0, int64_t o1, bool has_fp16) {
+bool qr_cpu_mm_float_avx512(const mm_job *j, int64_t o0, int64_t o1, bool has_fp16, void *scratch) {
     const qr_type t = j->wtype;
     if (t != QR_TYPE_F32 && t != QR_TYPE_F16 && t != QR_TYPE_BF16) return false;
     if (j->gemm_order) {
-        for (int64_t o = o0; o < o1; o += 4) {
-            const int no = o1 - o < 4 ? (int)(o1 - o) : 4;
-            for (int64_t r = 0; r < j->n_rows; r += 4) gemm_tile(j, o, no, r, j->n_rows - r < 4 ? (int)(j->n_rows - r) : 4);
-        }
+        gemm(j, o0, o1, (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63));
         return true;
     }
     if (j->xh) { /* F16 weights, decode order */
