@@ -68,16 +68,6 @@ static void panel_q32(qr_type t, const uint8_t *w, size_t row_bytes, int64_t nb,
     }
 }
 
-static void scale_min_k4(int j, const uint8_t *q, int *sc, int *m) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (q[j + 4] & 15) | ((q[j - 4] >> 6) << 4);
-        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
-}
-
 /* Q4_K: per super-block d, dmin (float[16] each) and scales, mins (int32[8][16] each). */
 static void panel_q4k(const uint8_t *w, size_t row_bytes, int64_t nsb, uint8_t *pq, float *pf, int32_t *pi) {
     for (int r = 0; r < PR; r++) {
@@ -93,7 +83,7 @@ static void panel_q4k(const uint8_t *w, size_t row_bytes, int64_t nsb, uint8_t *
             pf[(i * 2 + 1) * PR + r] = h2f((const uint8_t *)&x[i].dmin);
             for (int s = 0; s < 8; s++) {
                 int sc, m;
-                scale_min_k4(s, x[i].scales, &sc, &m);
+                qr_cpu_scale_min_k4(s, x[i].scales, &sc, &m);
                 pi[((i * 2 + 0) * 8 + s) * PR + r] = sc;
                 pi[((i * 2 + 1) * 8 + s) * PR + r] = m;
             }

@@ -127,16 +127,6 @@ static void unpack_q3k(const qr_block_q3_k *x, int16_t v[256]) {
     }
 }
 
-static void scale_min_k4(int j, const uint8_t *q, int *sc, int *m) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (q[j + 4] & 15) | ((q[j - 4] >> 6) << 4);
-        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
-}
-
 float qr_cpu_vdot_kq(qr_type t, const void *wrow, const void *yrow, int64_t nb) {
     const qr_block_q8_k *y = yrow;
     float acc[8] = {0}, summs = 0.0f;
@@ -154,8 +144,8 @@ float qr_cpu_vdot_kq(qr_type t, const void *wrow, const void *yrow, int64_t nb) 
             int msum = 0;
             for (int c = 0; c < 4; c++) {
                 int sc0, m0, sc1, m1;
-                scale_min_k4(2 * c, x.scales, &sc0, &m0);
-                scale_min_k4(2 * c + 1, x.scales, &sc1, &m1);
+                qr_cpu_scale_min_k4(2 * c, x.scales, &sc0, &m0);
+                qr_cpu_scale_min_k4(2 * c + 1, x.scales, &sc1, &m1);
                 msum += m0 * (y[i].bsums[4 * c] + y[i].bsums[4 * c + 1]) + m1 * (y[i].bsums[4 * c + 2] + y[i].bsums[4 * c + 3]);
                 for (int l = 0; l < 32; l++) {
                     const int lo = (x.qs[32 * c + l] & 15) | (((x.qh[l] >> (2 * c)) & 1) << 4);
@@ -197,7 +187,7 @@ float qr_cpu_vdot_q4_k_repack(const void *wrow, const void *yrow, int64_t nb, bo
         qr_block_q4_k x;
         memcpy(&x, (const qr_block_q4_k *)wrow + i, sizeof x);
         int sc[8], m[8];
-        for (int j = 0; j < 8; j++) scale_min_k4(j, x.scales, &sc[j], &m[j]);
+        for (int j = 0; j < 8; j++) qr_cpu_scale_min_k4(j, x.scales, &sc[j], &m[j]);
         const float dd = qr_f16_to_f32(x.d) * y[i].d, dm = qr_f16_to_f32(x.dmin) * y[i].d;
         int isum = 0, imin = 0;
         for (int c = 0; c < 4; c++) {

@@ -44,6 +44,17 @@ void qr_cpu_glu_avx512(const qr_cpu_backend *cb, qr_glu_kind kind, const float *
 void qr_cpu_quantize_q8_row_avx512(const float *x, int64_t nb, int8_t *q, float *d, float *s, int32_t *sum);
 void qr_cpu_quantize_q8_k_row_avx512(const float *x, int64_t nb, qr_block_q8_k *out);
 
+/* Scale and min j (0..7) of a Q4_K / Q5_K super-block's 12 packed 6-bit bytes. */
+static inline void qr_cpu_scale_min_k4(int j, const uint8_t *q, int *sc, int *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 15) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
 /* Fills the GELU table (called once by qr_backend_cpu_create). */
 void qr_cpu_gelu_table_init(uint16_t *table);
 

@@ -30,16 +30,6 @@ QR_INLINE __m256i scale_pair(int lo, int hi) {
 
 QR_INLINE __m256i load32(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
 
-static void scale_min_k4(int j, const uint8_t *q, int *sc, int *m) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (q[j + 4] & 15) | ((q[j - 4] >> 6) << 4);
-        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
-}
-
 /* ---- Q4_K ---------------------------------------------------------------------------------- */
 
 typedef struct q4k_unpacked {
@@ -197,8 +187,8 @@ QR_INLINE void unpack_q5k(const qr_block_q5_k *x, lane_block *b) {
         b->q[2 * c] = _mm256_or_si256(_mm256_and_si256(q, m4), h0);
         b->q[2 * c + 1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), h1);
         int sc0, m0, sc1, m1;
-        scale_min_k4(2 * c, x->scales, &sc0, &m0);
-        scale_min_k4(2 * c + 1, x->scales, &sc1, &m1);
+        qr_cpu_scale_min_k4(2 * c, x->scales, &sc0, &m0);
+        qr_cpu_scale_min_k4(2 * c + 1, x->scales, &sc1, &m1);
         b->sc[2 * c] = _mm256_set1_epi16((short)sc0);
         b->sc[2 * c + 1] = _mm256_set1_epi16((short)sc1);
         b->mins[2 * c] = m0;
