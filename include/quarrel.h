@@ -87,6 +87,11 @@ int32_t qr_model_token_to_piece(const qr_model *m, qr_token t, bool special, cha
 
 /* ---- Context ------------------------------------------------------------------------------ */
 
+/* Where a context computes. AUTO: CUDA when the library was built with it and a GPU is
+ * present, else the CPU. The CUDA backend is close to the CPU's results (relative logit
+ * error ~1e-3), not bit-identical: it keeps activations in F32 (docs/cuda.md). */
+typedef enum qr_device { QR_DEVICE_AUTO = 0, QR_DEVICE_CPU, QR_DEVICE_CUDA } qr_device;
+
 typedef struct qr_ctx_params {
     int32_t n_ctx;     /* KV cells = largest position + 1; 0 = min(training context, 4096) */
     int32_t n_batch;   /* rows per forward step; larger batches are split (default 512) */
@@ -97,6 +102,7 @@ typedef struct qr_ctx_params {
                              a row's logits never depend on the other rows (servers);
                              default false: prompt batches use llama.cpp's prompt order,
                              which reproduces its logits bit for bit on F32/F16 models */
+    qr_device device;  /* default QR_DEVICE_AUTO */
 } qr_ctx_params;
 
 qr_ctx_params qr_ctx_default_params(void);
@@ -104,6 +110,8 @@ qr_ctx *qr_ctx_create(qr_model *m, const qr_ctx_params *p, char *err, size_t err
 void qr_ctx_free(qr_ctx *c);
 int32_t qr_ctx_n_ctx(const qr_ctx *c);
 int32_t qr_ctx_n_threads(const qr_ctx *c);
+/* The device the context computes on (never QR_DEVICE_AUTO). */
+qr_device qr_ctx_device(const qr_ctx *c);
 
 /* A batch of rows: row i feeds tokens[i] at position pos[i] of sequence seq_id[i]. A
  * sequence's positions are contiguous from 0: a row's position may be at most the
@@ -132,6 +140,22 @@ const float *qr_get_logits(const qr_ctx *c, int32_t i);
 /* Positions held for seq_id, and dropping positions >= pos (0 empties the sequence). */
 int32_t qr_ctx_seq_len(const qr_ctx *c, int32_t seq_id);
 int qr_ctx_seq_truncate(qr_ctx *c, int32_t seq_id, int32_t pos, char *err, size_t err_size);
+
+/* Prefix sharing (servers): empties dst, then gives it positions 0 .. n-1 of src without
+ * recomputing them. Full-attention pages are shared with reference counts (a page that
+ * either sequence later writes into is copied first); sliding-window cells are copied.
+ * Fails (-1, err set, dst emptied) when n exceeds src's length or src's sliding window
+ * no longer holds the keys dst's next row needs. */
+int qr_ctx_seq_copy(qr_ctx *c, int32_t src, int32_t dst, int32_t n, char *err, size_t err_size);
+
+/* The paged KV cache's occupancy: all sequences draw full-attention pages from one pool. */
+typedef struct qr_kv_stats {
+    int32_t page_size; /* cells (positions) per page */
+    int32_t n_pages;   /* pages in the pool (n_ctx / page_size, rounded up) */
+    int32_t n_free;    /* pages no sequence holds */
+    int32_t n_shared;  /* pages held by more than one sequence */
+} qr_kv_stats;
+qr_kv_stats qr_ctx_kv_stats(const qr_ctx *c);
 
 /* Called after every op of the forward pass with its F32 output rows: layer is -1 for
  * the embeddings ("embd"), the final norm ("result_norm") and the logits ("logits");

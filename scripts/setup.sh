@@ -2,13 +2,13 @@
 # Installs what quarrel needs to build and test:
 #  - Debian packages (compiler, CMake, PCRE2, utf8proc, Python): installed with apt-get
 #    when run as root, otherwise the exact apt-get line is printed and we stop.
-#  - Python packages for the reference tests (gguf, numpy, jinja2): pip --target into
+#  - Python packages for the reference tests (gguf, numpy, jinja2, openai): pip --target into
 #    .cache/pydeps, so nothing outside the project is touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(build-essential cmake pkg-config clang libclang-rt-14-dev libpcre2-dev libutf8proc-dev libcjson-dev python3 python3-pip)
-PY_PACKAGES=(gguf==0.19.0 numpy jinja2)
+APT_PACKAGES=(build-essential cmake pkg-config clang libclang-rt-14-dev libpcre2-dev libutf8proc-dev libcjson-dev libmicrohttpd-dev python3 python3-pip)
+PY_PACKAGES=(gguf==0.19.0 numpy jinja2 openai)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -43,7 +43,8 @@ class Batch(C.Structure):
 
 class CtxParams(C.Structure):
     _fields_ = [('n_ctx', C.c_int32), ('n_batch', C.c_int32), ('n_seq_max', C.c_int32),
-                ('n_threads', C.c_int32), ('kv_f32', C.c_bool), ('batch_invariant', C.c_bool)]
+                ('n_threads', C.c_int32), ('kv_f32', C.c_bool), ('batch_invariant', C.c_bool),
+                ('device', C.c_int)]  # qr_device: 0 auto, 1 cpu, 2 cuda
 
 
 def _arr(ctype, values):
@@ -67,6 +68,7 @@ class Model:
 
     def ctx(self, **kw):
         p = self.lib.qr_ctx_default_params()
+        p.device = 1  # the CPU backend: these tests check its bit-exactness (CUDA: test_cuda_forward)
         for k, v in kw.items():
             setattr(p, k, v)
         err = C.create_string_buffer(512)

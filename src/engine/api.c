@@ -12,12 +12,21 @@
 #include "engine/kv_cache.h"
 #include "engine/sampler.h"
 #include "model/model.h"
+#ifdef QUARREL_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_forward.h"
+#endif
 
 struct qr_ctx {
     qr_model *m;
     qr_backend *be;
     qr_kv_cache *kv;
     qr_forward *fwd;
+    qr_device device;
+    bool batch_invariant;
+#ifdef QUARREL_HAVE_CUDA
+    qr_cuda_forward *cfwd; /* device QR_DEVICE_CUDA: the forward pass on the GPU */
+#endif
     int32_t n_ctx, n_batch, n_threads;
     float *logits;         /* rows that asked, in row order */
     size_t logits_cap;     /* floats */
@@ -91,8 +100,23 @@ int32_t qr_model_token_to_piece(const qr_model *m, qr_token t, bool special, cha
 
 qr_ctx_params qr_ctx_default_params(void) {
     qr_ctx_params p = {.n_ctx = 0, .n_batch = 512, .n_seq_max = 1, .n_threads = 0, .kv_f32 = false,
-                       .batch_invariant = false};
+                       .batch_invariant = false, .device = QR_DEVICE_AUTO};
     return p;
+}
+
+/* AUTO picks CUDA when the library has it and a device is present. */
+static int resolve_device(qr_ctx_params *p, qr_error *e) {
+    if (p->device < QR_DEVICE_AUTO || p->device > QR_DEVICE_CUDA) return qr_fail(e, "device %d is unknown", (int)p->device);
+#ifdef QUARREL_HAVE_CUDA
+    int n = 0;
+    if (p->device != QR_DEVICE_CPU && qr_cuda_device_count(&n, e) != QR_OK) return QR_ERR;
+    if (p->device == QR_DEVICE_AUTO) p->device = n > 0 ? QR_DEVICE_CUDA : QR_DEVICE_CPU;
+    if (p->device == QR_DEVICE_CUDA && n == 0) return qr_fail(e, "device cuda: no CUDA device found");
+#else
+    if (p->device == QR_DEVICE_CUDA) return qr_fail(e, "device cuda: this build has no CUDA backend");
+    p->device = QR_DEVICE_CPU;
+#endif
+    return QR_OK;
 }
 
 static int check_ctx_params(const qr_model *m, const qr_ctx_params *p, qr_ctx_params *out, qr_error *e) {
@@ -107,7 +131,7 @@ static int check_ctx_params(const qr_model *m, const qr_ctx_params *p, qr_ctx_pa
     }
     if (out->n_batch > out->n_ctx) out->n_batch = out->n_ctx;
     if (out->n_threads == 0) out->n_threads = qr_threadpool_default_threads();
-    return QR_OK;
+    return resolve_device(out, e);
 }
 
 qr_ctx *qr_ctx_create(qr_model *m, const qr_ctx_params *p, char *err, size_t err_size) {
@@ -130,9 +154,17 @@ qr_ctx *qr_ctx_create(qr_model *m, const qr_ctx_params *p, char *err, size_t err
     c->n_threads = cp.n_threads;
     c->last_logit_row = -1;
     qr_kv_params kp = {.n_ctx = cp.n_ctx, .n_seq_max = cp.n_seq_max, .max_batch = cp.n_batch, .f32 = cp.kv_f32};
+    c->device = cp.device;
+    c->batch_invariant = cp.batch_invariant;
+    if (qr_kv_create(&m->desc, &kp, &c->kv, &e) != QR_OK) goto fail;
+#ifdef QUARREL_HAVE_CUDA
+    if (cp.device == QR_DEVICE_CUDA) {
+        if (qr_cuda_forward_create(m, c->kv, cp.n_batch, cp.n_ctx, &c->cfwd, &e) != QR_OK) goto fail;
+        return c;
+    }
+#endif
     if (qr_backend_cpu_create(cp.n_threads, &c->be, &e) != QR_OK) goto fail;
     c->be->batch_invariant = cp.batch_invariant;
-    if (qr_kv_create(&m->desc, &kp, &c->kv, &e) != QR_OK) goto fail;
     if (qr_forward_create(m, c->be, cp.n_batch, cp.n_ctx, &c->fwd, &e) != QR_OK) goto fail;
     return c;
 fail:
@@ -144,6 +176,9 @@ fail:
 void qr_ctx_free(qr_ctx *c) {
     if (!c) return;
     qr_forward_free(c->fwd);
+#ifdef QUARREL_HAVE_CUDA
+    qr_cuda_forward_free(c->cfwd);
+#endif
     qr_kv_free(c->kv);
     qr_backend_destroy(c->be);
     free(c->logits);
@@ -153,6 +188,7 @@ void qr_ctx_free(qr_ctx *c) {
 
 int32_t qr_ctx_n_ctx(const qr_ctx *c) { return c->n_ctx; }
 int32_t qr_ctx_n_threads(const qr_ctx *c) { return c->n_threads; }
+qr_device qr_ctx_device(const qr_ctx *c) { return c->device; }
 int32_t qr_ctx_seq_len(const qr_ctx *c, int32_t seq_id) { return qr_kv_seq_len(c->kv, seq_id); }
 
 int qr_ctx_seq_truncate(qr_ctx *c, int32_t seq_id, int32_t pos, char *err, size_t err_size) {
@@ -164,7 +200,34 @@ int qr_ctx_seq_truncate(qr_ctx *c, int32_t seq_id, int32_t pos, char *err, size_
     return 0;
 }
 
+int qr_ctx_seq_copy(qr_ctx *c, int32_t src, int32_t dst, int32_t n, char *err, size_t err_size) {
+    qr_error e = {{0}};
+    if (c->device == QR_DEVICE_CUDA) {
+        /* The cells live on the device; copying them there is not written yet. */
+        qr_fail(&e, "qr_ctx_seq_copy: not supported on the CUDA device yet");
+        set_err(err, err_size, &e);
+        return -1;
+    }
+    if (qr_kv_seq_copy(c->kv, src, dst, n, &e) != QR_OK) {
+        set_err(err, err_size, &e);
+        return -1;
+    }
+    return 0;
+}
+
+qr_kv_stats qr_ctx_kv_stats(const qr_ctx *c) {
+    qr_kv_stats st = {qr_kv_page_size(c->kv), qr_kv_n_pages(c->kv), qr_kv_n_free_pages(c->kv),
+                      qr_kv_n_shared_pages(c->kv)};
+    return st;
+}
+
 void qr_ctx_set_activation_callback(qr_ctx *c, qr_activation_cb cb, void *user) {
+#ifdef QUARREL_HAVE_CUDA
+    if (c->cfwd) {
+        qr_cuda_forward_set_observer(c->cfwd, cb, user);
+        return;
+    }
+#endif
     qr_forward_set_observer(c->fwd, cb, user);
 }
 
@@ -220,6 +283,13 @@ static int size_outputs(qr_ctx *c, int32_t n_rows, int32_t n_want, qr_error *e) 
     return QR_OK;
 }
 
+static int forward_run(qr_ctx *c, const qr_fwd_batch *fb, float *out, qr_error *e) {
+#ifdef QUARREL_HAVE_CUDA
+    if (c->cfwd) return qr_cuda_forward_run(c->cfwd, c->kv, fb, c->batch_invariant, out, e);
+#endif
+    return qr_forward_run(c->fwd, c->kv, fb, out, e);
+}
+
 static int run_steps(qr_ctx *c, const qr_batch *b, const rows *r, qr_error *e) {
     const int64_t n_vocab = c->m->desc.hp.n_vocab;
     int32_t out_i = 0;
@@ -228,7 +298,7 @@ static int run_steps(qr_ctx *c, const qr_batch *b, const rows *r, qr_error *e) {
         qr_fwd_batch fb = {n, b->tokens + i0, r->pos + i0, r->seq + i0, r->want + i0};
         /* No logits buffer exists when no row of the batch asks for logits. */
         float *out = c->logits ? c->logits + (size_t)out_i * n_vocab : NULL;
-        if (qr_forward_run(c->fwd, c->kv, &fb, out, e) != QR_OK) {
+        if (forward_run(c, &fb, out, e) != QR_OK) {
             return qr_fail_prefix(e, "decoding rows %d..%d: ", i0, i0 + n - 1);
         }
         for (int32_t i = i0; i < i0 + n; i++) {

@@ -240,11 +240,11 @@ static int ffn_block(qr_forward *f, uint32_t il, int64_t R, qr_error *err) {
 
 /* ---- Batch checks, output --------------------------------------------------------------------- */
 
-static int check_batch(const qr_forward *f, const qr_fwd_batch *b, qr_error *err) {
-    if (b->n_rows < 1 || b->n_rows > f->max_batch) {
-        return qr_fail(err, "batch has %d rows; allowed 1..%d", b->n_rows, f->max_batch);
+int qr_forward_check_batch(const qr_model *m, int32_t max_batch, const qr_fwd_batch *b, qr_error *err) {
+    if (b->n_rows < 1 || b->n_rows > max_batch) {
+        return qr_fail(err, "batch has %d rows; allowed 1..%d", b->n_rows, max_batch);
     }
-    const int32_t n_vocab = (int32_t)f->m->desc.hp.n_vocab;
+    const int32_t n_vocab = (int32_t)m->desc.hp.n_vocab;
     for (int32_t r = 0; r < b->n_rows; r++) {
         if (b->tokens[r] < 0 || b->tokens[r] >= n_vocab) {
             return qr_fail(err, "batch row %d: token %d is out of range [0, %d)", r, b->tokens[r], n_vocab);
@@ -254,7 +254,7 @@ static int check_batch(const qr_forward *f, const qr_fwd_batch *b, qr_error *err
 }
 
 /* Appends every row to the cache, or none: on failure the sequences are cut back. */
-static int append_rows(qr_kv_cache *kv, const qr_fwd_batch *b, int32_t *saved_len, qr_error *err) {
+int qr_forward_append_rows(qr_kv_cache *kv, const qr_fwd_batch *b, int32_t *saved_len, qr_error *err) {
     const int32_t n_seq = qr_kv_n_seq_max(kv);
     for (int32_t r = 0; r < b->n_rows; r++) {
         if (b->seq[r] < 0 || b->seq[r] >= n_seq) {
@@ -318,11 +318,11 @@ static int run_layers(qr_forward *f, qr_kv_cache *kv, const qr_fwd_batch *b, flo
 }
 
 int qr_forward_run(qr_forward *f, qr_kv_cache *kv, const qr_fwd_batch *b, float *logits, qr_error *err) {
-    if (check_batch(f, b, err) != QR_OK) return QR_ERR;
+    if (qr_forward_check_batch(f->m, f->max_batch, b, err) != QR_OK) return QR_ERR;
     if (qr_kv_max_batch(kv) < b->n_rows) return qr_fail(err, "batch larger than the KV cache's max_batch");
     if (qr_kv_n_ctx(kv) > f->n_ctx) return qr_fail(err, "KV cache context exceeds the forward workspace");
     int32_t *saved = f->out_idx; /* scratch: max_batch entries */
-    if (append_rows(kv, b, saved, err) != QR_OK) return QR_ERR;
+    if (qr_forward_append_rows(kv, b, saved, err) != QR_OK) return QR_ERR;
     if (run_layers(f, kv, b, logits, err) != QR_OK) {
         /* A failed pass (out of memory, a stop by the observer) leaves the rows' cells
          * half written: drop them, so the sequences end where they ended before. */

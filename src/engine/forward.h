@@ -44,4 +44,11 @@ void qr_forward_set_observer(qr_forward *f, qr_fwd_observer fn, void *user);
 int qr_forward_run(qr_forward *f, qr_kv_cache *kv, const qr_fwd_batch *b, float *logits,
                    qr_error *err);
 
+/* The batch checks and KV bookkeeping of qr_forward_run, shared with the CUDA forward
+ * pass (src/backend/cuda/cuda_forward.h). check_batch: 1..max_batch rows, tokens in the
+ * vocabulary. append_rows: records every row's (sequence, position) in kv, or none
+ * (saved_len, n_rows entries, receives each row's sequence length before). */
+int qr_forward_check_batch(const qr_model *m, int32_t max_batch, const qr_fwd_batch *b, qr_error *err);
+int qr_forward_append_rows(qr_kv_cache *kv, const qr_fwd_batch *b, int32_t *saved_len, qr_error *err);
+
 #endif

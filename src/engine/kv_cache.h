@@ -3,7 +3,7 @@
  *
  * Full-attention layers share a pool of pages of `page_size` cells; each sequence has a
  * page table mapping position / page_size to a page, so sequences grow independently
- * and a later server can share prefix pages. Sliding-window layers keep, per sequence, a
+ * and share prefix pages (qr_kv_seq_copy: reference counts, copy on write). Sliding-window layers keep, per sequence, a
  * ring of window + max_batch cells (cell = pos mod ring): writing a batch of max_batch
  * rows never evicts a key that an earlier row of the same batch still attends to.
  *
@@ -46,11 +46,33 @@ int qr_kv_append(qr_kv_cache *kv, int32_t seq, int32_t pos, qr_error *err);
 /* Drops positions >= pos of seq (pos 0 empties it), freeing its pages. */
 int qr_kv_seq_truncate(qr_kv_cache *kv, int32_t seq, int32_t pos, qr_error *err);
 
+/* Prefix sharing: empties dst, then makes it hold positions 0 .. n-1 of src by sharing
+ * src's full-attention pages (reference counted; a page either sequence later writes
+ * into is copied first) and copying the sliding-window ring cells dst still needs.
+ * QR_ERR when n exceeds src's length or src's ring no longer holds the keys that dst's
+ * next row would attend to. */
+int qr_kv_seq_copy(qr_kv_cache *kv, int32_t src, int32_t dst, int32_t n, qr_error *err);
+
+/* Called after every cell copy that prefix sharing makes (a copy-on-write page, sliding-
+ * window cells of qr_kv_seq_copy), with the cell ranges of every layer of one kind (swa:
+ * the rings, else the paged layers): a backend that mirrors the cells elsewhere (CUDA keeps
+ * them on the device) repeats the copy there. NULL removes it. */
+typedef void (*qr_kv_copy_hook)(void *user, bool swa, int64_t from_cell, int64_t to_cell, int64_t n_cells);
+void qr_kv_set_copy_hook(qr_kv_cache *kv, qr_kv_copy_hook fn, void *user);
+
+/* Page accounting: cells per page, pages in the pool, pages free, pages shared. */
+int32_t qr_kv_page_size(const qr_kv_cache *kv);
+int32_t qr_kv_n_pages(const qr_kv_cache *kv);
+int32_t qr_kv_n_free_pages(const qr_kv_cache *kv);
+int32_t qr_kv_n_shared_pages(const qr_kv_cache *kv);
+
 /* The cell of (seq, pos) in layer il's arrays (pos must be held). */
 int32_t qr_kv_cell(const qr_kv_cache *kv, uint32_t il, int32_t seq, int32_t pos);
 /* Base of layer il's K / V cells (F16 or F32 elements); stride = elements per cell. */
 void *qr_kv_k(qr_kv_cache *kv, uint32_t il);
 void *qr_kv_v(qr_kv_cache *kv, uint32_t il);
+/* Cells of layer il's K and V arrays (what a device copy of them must hold). */
+int64_t qr_kv_layer_n_cells(const qr_kv_cache *kv, uint32_t il);
 int64_t qr_kv_stride_k(const qr_kv_cache *kv);
 int64_t qr_kv_stride_v(const qr_kv_cache *kv);
 bool qr_kv_layer_is_swa(const qr_kv_cache *kv, uint32_t il);
