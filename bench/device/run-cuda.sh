@@ -14,19 +14,7 @@ BUILD=${BUILD:-$ROOT/build-device}
 mkdir -p "$OUT"
 cd "$ROOT" || exit 1
 
-if ! pkg-config --exists libpcre2-8 libutf8proc libcjson 2>/dev/null; then
-  pfx=/tmp/quarrel-devdeps
-  libdir=$pfx/usr/lib/x86_64-linux-gnu
-  for f in "$ROOT"/.devdeps/*.deb; do
-    [ -e "$f" ] || { echo "missing libpcre2-dev/libutf8proc-dev and no .devdeps/*.deb" >&2; exit 1; }
-    dpkg -x "$f" "$pfx"
-  done
-  sed -i "s|^prefix=.*|prefix=$pfx/usr|" "$libdir"/pkgconfig/*.pc
-  # libcjson.pc states absolute paths instead of ${prefix}.
-  sed -i -e "s#^libdir=/usr#libdir=$pfx/usr#" -e "s#^includedir=/usr#includedir=$pfx/usr#" "$libdir"/pkgconfig/*.pc
-  export PKG_CONFIG_PATH=$libdir/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
-  export LD_LIBRARY_PATH=$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-fi
+. "$ROOT/bench/device/devdeps.sh"
 
 { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv; nvcc --version | tail -2; } | tee "$OUT/device.txt"
 # The device copy of the tree may lack git history: record the commit where it exists.

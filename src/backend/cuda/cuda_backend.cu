@@ -76,32 +76,44 @@ static int check_shape(qr_type type, int64_t rows, int64_t cols, const qr_type_t
     return QR_OK;
 }
 
-extern "C" int qr_cuda_matrix_upload(qr_type type, int64_t rows, int64_t cols, const void *host,
-                                     qr_cuda_matrix **out, qr_error *err) {
-    const qr_type_traits *tr;
+extern "C" int qr_cuda_matrix_upload_stacked(qr_type type, int64_t cols, int n_parts, const int64_t *rows,
+                                             const void *const *host, qr_cuda_matrix **out, qr_error *err) {
+    int64_t total = 0;
+    for (int i = 0; i < n_parts; i++) total += rows[i];
     *out = NULL;
-    if (check_shape(type, rows, cols, &tr, err) != QR_OK) return QR_ERR;
+    if (n_parts < 1) return qr_fail(err, "qr_cuda_matrix_upload_stacked: no parts");
+    const qr_type_traits *tr;
+    if (check_shape(type, total, cols, &tr, err) != QR_OK) return QR_ERR;
     qr_cuda_matrix *m = (qr_cuda_matrix *)calloc(1, sizeof *m);
-    if (!m) return qr_fail(err, "qr_cuda_matrix_upload: out of host memory");
+    if (!m) return qr_fail(err, "qr_cuda_matrix_upload_stacked: out of host memory");
     m->type = type;
-    m->rows = rows;
+    m->rows = total;
     m->cols = cols;
     m->row_bytes = qr_type_row_size(tr, cols);
     m->pitch = (m->row_bytes + QR_CUDA_ROW_ALIGN - 1) / QR_CUDA_ROW_ALIGN * QR_CUDA_ROW_ALIGN;
-    const size_t bytes = m->pitch * (size_t)rows;
+    const size_t bytes = m->pitch * (size_t)total;
     cudaError_t s = cudaMalloc((void **)&m->data, bytes);
-    /* The padding is zeroed so that 16-byte loads past a row's end read defined bytes. */
     if (s == cudaSuccess && m->pitch != m->row_bytes) s = cudaMemset(m->data, 0, bytes);
-    if (s == cudaSuccess)
-        s = cudaMemcpy2D(m->data, m->pitch, host, m->row_bytes, m->row_bytes, (size_t)rows,
+    /* The padding is zeroed so that 16-byte loads past a row's end read defined bytes;
+     * each part's rows follow the previous part's. */
+    size_t at = 0;
+    for (int i = 0; i < n_parts && s == cudaSuccess; i++) {
+        s = cudaMemcpy2D(m->data + at * m->pitch, m->pitch, host[i], m->row_bytes, m->row_bytes, (size_t)rows[i],
                          cudaMemcpyHostToDevice);
+        at += (size_t)rows[i];
+    }
     if (s != cudaSuccess) {
         qr_cuda_matrix_free(m);
-        return qr_fail(err, "qr_cuda_matrix_upload: %s x %lld x %lld (%zu bytes): %s", tr->name,
-                       (long long)rows, (long long)cols, bytes, cudaGetErrorString(s));
+        return qr_fail(err, "qr_cuda_matrix_upload: %s x %lld x %lld (%zu bytes): %s", tr->name, (long long)total,
+                       (long long)cols, bytes, cudaGetErrorString(s));
     }
     *out = m;
     return QR_OK;
+}
+
+extern "C" int qr_cuda_matrix_upload(qr_type type, int64_t rows, int64_t cols, const void *host,
+                                     qr_cuda_matrix **out, qr_error *err) {
+    return qr_cuda_matrix_upload_stacked(type, cols, 1, &rows, &host, out, err);
 }
 
 extern "C" void qr_cuda_matrix_free(qr_cuda_matrix *m) {

@@ -39,6 +39,10 @@ int qr_cuda_synchronize(qr_error *err);
  * to the device. cols must be a multiple of the type's block size. */
 int qr_cuda_matrix_upload(qr_type type, int64_t rows, int64_t cols, const void *host,
                           qr_cuda_matrix **out, qr_error *err);
+/* One matrix of n_parts stacked row blocks (same type and cols; part i has rows[i] rows
+ * from host[i]): fused products such as Q|K|V or gate|up in one GEMV. */
+int qr_cuda_matrix_upload_stacked(qr_type type, int64_t cols, int n_parts, const int64_t *rows,
+                                  const void *const *host, qr_cuda_matrix **out, qr_error *err);
 void qr_cuda_matrix_free(qr_cuda_matrix *m);
 /* Device bytes the matrix occupies (rows x row pitch). */
 size_t qr_cuda_matrix_bytes(const qr_cuda_matrix *m);

@@ -1,0 +1,621 @@
+/* The forward pass on the device: src/engine/forward.c's dataflow, op for op, over device
+ * buffers (cuda_forward.h). Kernels come from gemv.cu (matrix products), cuda_gemm.cu
+ * (prompt batches) and cuda_ops.cu (everything else). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/cuda_common.h"
+
+extern "C" {
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_forward.h"
+#include "backend/cuda/cuda_ops.h"
+}
+
+namespace {
+
+struct dev_layer {
+    qr_cuda_matrix *wq, *wk, *wv, *wo, *gate, *up, *down;
+    qr_cuda_matrix *wqkv, *gate_up; /* the stacked products, where the types allow */
+    float *attn_norm, *bq, *bk, *bv, *bo, *q_norm, *k_norm, *post_attn_norm;
+    float *ffn_norm, *b_gate, *b_up, *b_down, *post_ffw_norm;
+    void *kc, *vc;
+};
+
+} // namespace
+
+/* Index staging (int32, host pinned and device alike): tokens, pos, the row's cell in
+ * full-attention layers, in sliding-window layers, output row ids (B each), then the cell
+ * lists of full and sliding layers (B * n_ctx each). Offsets (int64): full, then sliding
+ * (B + 1 each). */
+enum { IX_TOK = 0, IX_POS, IX_CELL_FULL, IX_CELL_SWA, IX_OUT, IX_HEADER };
+
+struct qr_cuda_forward {
+    const qr_model *m;
+    int32_t max_batch, n_ctx;
+    int n_split;
+    cudaStream_t s;
+    qr_cuda_matrix *tok_embd, *output;
+    float *output_norm, *output_bias, *rope_freqs;
+    dev_layer *L;
+    uint32_t n_layer;
+    int32_t layer_full, layer_swa; /* a layer of each kind, -1 if none */
+    bool kv_f32;
+    int64_t stride_k, stride_v;
+    float *x, *h, *cur, *q, *k, *v, *attn, *gate, *up, *out_rows, *logits, *part;
+    unsigned *attn_counters; /* zeroed once; the attention kernel leaves them zero */
+    float *xr; /* a matrix product's input, rounded as the CPU backend rounds it */
+    float *qkv, *gu; /* outputs of the stacked products */
+    qr_cuda_gemm *gemm; /* NULL without cuBLAS */
+    int32_t *ix_host, *ix_dev;
+    int64_t *off_host, *off_dev;
+    int32_t *saved_len;
+    qr_fwd_observer observer;
+    void *observer_user;
+    float *obs_host;
+    size_t obs_cap;
+    bool batch_invariant;
+    bool round_activations;
+    cudaGraphExec_t graph;
+};
+
+namespace {
+
+int64_t ix_lists(const qr_cuda_forward *f) { return (int64_t)IX_HEADER * f->max_batch; }
+int32_t *ix(const qr_cuda_forward *f, int which) { return f->ix_dev + (int64_t)which * f->max_batch; }
+int32_t *cells_dev(const qr_cuda_forward *f, bool swa) {
+    return f->ix_dev + ix_lists(f) + (swa ? (int64_t)f->max_batch * f->n_ctx : 0);
+}
+int64_t *offs_dev(const qr_cuda_forward *f, bool swa) { return f->off_dev + (swa ? f->max_batch + 1 : 0); }
+
+/* ---- Setup ---------------------------------------------------------------------------------- */
+
+int upload_matrix(const qr_weight *w, qr_cuda_matrix **out, qr_error *err) {
+    *out = NULL;
+    if (!w->data) return QR_OK;
+    return qr_cuda_matrix_upload(w->type, w->ne1, w->ne0, w->data, out, err);
+}
+
+int upload_vector(const qr_weight *w, float **out, qr_error *err) {
+    *out = NULL;
+    if (!w->data) return QR_OK;
+    if (w->type != QR_TYPE_F32) return qr_fail(err, "CUDA forward: a norm/bias tensor is %s, not F32", qr_type_name(w->type));
+    const size_t bytes = (size_t)(w->ne0 * (w->ne1 > 0 ? w->ne1 : 1)) * sizeof(float);
+    QR_CUDA_TRY(cudaMalloc((void **)out, bytes), err);
+    QR_CUDA_TRY(cudaMemcpy(*out, w->data, bytes, cudaMemcpyHostToDevice), err);
+    return QR_OK;
+}
+
+bool stackable(const qr_weight *a, const qr_weight *b) {
+    return a->data && b->data && a->type == b->type && a->ne0 == b->ne0;
+}
+
+/* Q|K|V and gate|up become one matrix each when their types match (one GEMV launch with
+ * enough rows to fill the device, where K and V alone have a few hundred). */
+int upload_stacked(const qr_weight *const *w, int n, qr_cuda_matrix **out, qr_error *err) {
+    int64_t rows[3];
+    const void *host[3];
+    for (int i = 0; i < n; i++) rows[i] = w[i]->ne1, host[i] = w[i]->data;
+    return qr_cuda_matrix_upload_stacked(w[0]->type, w[0]->ne0, n, rows, host, out, err);
+}
+
+int upload_layer(const qr_layer_weights *W, dev_layer *D, qr_error *err) {
+    const qr_weight *qkv[] = {&W->wq, &W->wk, &W->wv}, *gu[] = {&W->ffn_gate, &W->ffn_up};
+    const bool fuse_qkv = stackable(&W->wq, &W->wk) && stackable(&W->wq, &W->wv);
+    const bool fuse_gu = stackable(&W->ffn_gate, &W->ffn_up);
+    if (fuse_qkv && upload_stacked(qkv, 3, &D->wqkv, err) != QR_OK) return QR_ERR;
+    if (fuse_gu && upload_stacked(gu, 2, &D->gate_up, err) != QR_OK) return QR_ERR;
+    const qr_weight *mats[] = {&W->wq, &W->wk, &W->wv, &W->wo, &W->ffn_gate, &W->ffn_up, &W->ffn_down};
+    qr_cuda_matrix **dm[] = {&D->wq, &D->wk, &D->wv, &D->wo, &D->gate, &D->up, &D->down};
+    for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) {
+        if ((i < 3 && fuse_qkv) || ((i == 4 || i == 5) && fuse_gu)) continue;
+        if (upload_matrix(mats[i], dm[i], err) != QR_OK) return QR_ERR;
+    }
+    const qr_weight *vecs[] = {&W->attn_norm, &W->bq, &W->bk, &W->bv, &W->bo, &W->q_norm, &W->k_norm,
+                               &W->post_attn_norm, &W->ffn_norm, &W->b_gate, &W->b_up, &W->b_down,
+                               &W->post_ffw_norm};
+    float **dv[] = {&D->attn_norm, &D->bq, &D->bk, &D->bv, &D->bo, &D->q_norm, &D->k_norm,
+                    &D->post_attn_norm, &D->ffn_norm, &D->b_gate, &D->b_up, &D->b_down, &D->post_ffw_norm};
+    for (size_t i = 0; i < sizeof vecs / sizeof vecs[0]; i++)
+        if (upload_vector(vecs[i], dv[i], err) != QR_OK) return QR_ERR;
+    return QR_OK;
+}
+
+void free_layer(dev_layer *D) {
+    qr_cuda_matrix *mats[] = {D->wq, D->wk, D->wv, D->wo, D->gate, D->up, D->down, D->wqkv, D->gate_up};
+    for (qr_cuda_matrix *m : mats) qr_cuda_matrix_free(m);
+    float *vecs[] = {D->attn_norm, D->bq, D->bk, D->bv, D->bo, D->q_norm, D->k_norm, D->post_attn_norm,
+                     D->ffn_norm, D->b_gate, D->b_up, D->b_down, D->post_ffw_norm};
+    for (float *v : vecs) cudaFree(v);
+    cudaFree(D->kc);
+    cudaFree(D->vc);
+}
+
+int alloc_kv(qr_cuda_forward *f, const qr_kv_cache *kv, qr_error *err) {
+    const size_t elem = f->kv_f32 ? 4 : 2;
+    f->layer_full = f->layer_swa = -1;
+    for (uint32_t il = 0; il < f->n_layer; il++) {
+        const size_t cells = (size_t)qr_kv_layer_n_cells(kv, il);
+        const size_t kb = cells * (size_t)f->stride_k * elem, vb = cells * (size_t)f->stride_v * elem;
+        QR_CUDA_TRY(cudaMalloc(&f->L[il].kc, kb), err);
+        QR_CUDA_TRY(cudaMalloc(&f->L[il].vc, vb), err);
+        QR_CUDA_TRY(cudaMemset(f->L[il].kc, 0, kb), err);
+        QR_CUDA_TRY(cudaMemset(f->L[il].vc, 0, vb), err);
+        int32_t *rep = qr_kv_layer_is_swa(kv, il) ? &f->layer_swa : &f->layer_full;
+        if (*rep < 0) *rep = (int32_t)il;
+    }
+    return QR_OK;
+}
+
+int dev_floats(float **p, int64_t n, qr_error *err) {
+    QR_CUDA_TRY(cudaMalloc((void **)p, (size_t)(n > 0 ? n : 1) * sizeof(float)), err);
+    return QR_OK;
+}
+
+int alloc_activations(qr_cuda_forward *f, qr_error *err) {
+    const qr_hparams *hp = &f->m->desc.hp;
+    const int64_t B = f->max_batch;
+    const int64_t nq = (int64_t)hp->n_head * hp->head_dim_k, nqv = (int64_t)hp->n_head * hp->head_dim_v;
+    const int64_t wide = nq > (int64_t)hp->n_embd ? nq : (int64_t)hp->n_embd;
+    struct {
+        float **p;
+        int64_t n;
+    } bufs[] = {
+        {&f->xr, B * (wide > (int64_t)hp->n_ff ? wide : (int64_t)hp->n_ff)}, {&f->x, B * hp->n_embd}, {&f->h, B * hp->n_embd}, {&f->cur, B * wide}, {&f->q, B * nq},
+        {&f->k, B * hp->n_head_kv * hp->head_dim_k}, {&f->v, B * hp->n_head_kv * hp->head_dim_v},
+        {&f->attn, B * nqv}, {&f->qkv, B * (nq + hp->n_head_kv * (hp->head_dim_k + hp->head_dim_v))},
+        {&f->gu, B * 2 * hp->n_ff}, {&f->gate, B * hp->n_ff}, {&f->up, B * hp->n_ff}, {&f->out_rows, B * hp->n_embd},
+        {&f->logits, B * hp->n_vocab},
+        {&f->part, qr_cuda_attention_scratch(B, hp->n_head, hp->head_dim_v, f->n_split)},
+    };
+    for (auto &b : bufs)
+        if (dev_floats(b.p, b.n, err) != QR_OK) return QR_ERR;
+    const size_t n_cnt = (size_t)(B * hp->n_head) * sizeof(unsigned);
+    QR_CUDA_TRY(cudaMalloc((void **)&f->attn_counters, n_cnt), err);
+    QR_CUDA_TRY(cudaMemset(f->attn_counters, 0, n_cnt), err);
+    const size_t n_ix = (size_t)(ix_lists(f) + 2 * B * f->n_ctx), n_off = (size_t)(2 * (B + 1));
+    QR_CUDA_TRY(cudaMallocHost((void **)&f->ix_host, n_ix * sizeof(int32_t)), err);
+    QR_CUDA_TRY(cudaMalloc((void **)&f->ix_dev, n_ix * sizeof(int32_t)), err);
+    QR_CUDA_TRY(cudaMallocHost((void **)&f->off_host, n_off * sizeof(int64_t)), err);
+    QR_CUDA_TRY(cudaMalloc((void **)&f->off_dev, n_off * sizeof(int64_t)), err);
+    f->saved_len = (int32_t *)malloc((size_t)B * sizeof(int32_t));
+    if (!f->saved_len) return qr_fail(err, "out of memory");
+    return QR_OK;
+}
+
+} // namespace
+
+extern "C" int qr_cuda_forward_create(const qr_model *m, const qr_kv_cache *kv, int32_t max_batch, int32_t n_ctx,
+                                      qr_cuda_forward **out, qr_error *err) {
+    *out = NULL;
+    int n_dev = 0;
+    if (qr_cuda_device_count(&n_dev, err) != QR_OK) return QR_ERR;
+    if (n_dev < 1) return qr_fail(err, "CUDA forward: no CUDA device");
+    if (max_batch < 1 || n_ctx < 1) return qr_fail(err, "CUDA forward: max_batch and n_ctx must be >= 1");
+    qr_cuda_forward *f = (qr_cuda_forward *)calloc(1, sizeof *f);
+    if (!f) return qr_fail(err, "out of memory");
+    f->m = m;
+    f->max_batch = max_batch;
+    f->n_ctx = n_ctx;
+    /* Flash decoding: a row's cells are cut into n_split chunks, about 256 cells each; a
+     * function of the context only, so a row's result does not depend on its batch. */
+    const int splits = (n_ctx + 255) / 256;
+    f->n_split = splits < 1 ? 1 : splits > 16 ? 16 : splits;
+    f->n_layer = m->desc.hp.n_layer;
+    f->round_activations = getenv("QUARREL_CUDA_ROUND_ACT") != NULL;
+    f->kv_f32 = qr_kv_is_f32(kv);
+    f->stride_k = qr_kv_stride_k(kv);
+    f->stride_v = qr_kv_stride_v(kv);
+    f->L = (dev_layer *)calloc(f->n_layer, sizeof *f->L);
+    int rc = f->L ? QR_OK : qr_fail(err, "out of memory");
+    if (rc == QR_OK) {
+        cudaError_t s = cudaStreamCreateWithFlags(&f->s, cudaStreamNonBlocking);
+        if (s != cudaSuccess) rc = qr_fail(err, "CUDA forward: cudaStreamCreate: %s", cudaGetErrorString(s));
+    }
+    for (uint32_t il = 0; rc == QR_OK && il < f->n_layer; il++) {
+        rc = upload_layer(&m->layers[il], &f->L[il], err);
+        if (rc != QR_OK) qr_fail_prefix(err, "layer %u: ", il);
+    }
+    if (rc == QR_OK) rc = upload_matrix(&m->tok_embd, &f->tok_embd, err);
+    if (rc == QR_OK && m->output.data != m->tok_embd.data) rc = upload_matrix(&m->output, &f->output, err);
+    if (rc == QR_OK) rc = upload_vector(&m->output_norm, &f->output_norm, err);
+    if (rc == QR_OK) rc = upload_vector(&m->output_bias, &f->output_bias, err);
+    if (rc == QR_OK) rc = upload_vector(&m->rope_freqs, &f->rope_freqs, err);
+    if (rc == QR_OK) rc = alloc_kv(f, kv, err);
+    if (rc == QR_OK) rc = alloc_activations(f, err);
+    if (rc == QR_OK) rc = qr_cuda_gemm_create(&f->gemm, err);
+    if (rc != QR_OK) {
+        qr_cuda_forward_free(f);
+        return qr_fail_prefix(err, "CUDA forward: ");
+    }
+    *out = f;
+    return QR_OK;
+}
+
+extern "C" void qr_cuda_forward_free(qr_cuda_forward *f) {
+    if (!f) return;
+    if (f->s) cudaStreamSynchronize(f->s);
+    if (f->graph) cudaGraphExecDestroy(f->graph);
+    qr_cuda_gemm_free(f->gemm);
+    for (uint32_t il = 0; f->L && il < f->n_layer; il++) free_layer(&f->L[il]);
+    free(f->L);
+    qr_cuda_matrix_free(f->tok_embd);
+    qr_cuda_matrix_free(f->output);
+    float *bufs[] = {f->output_norm, f->output_bias, f->rope_freqs, f->x, f->h, f->cur, f->q, f->k, f->v,
+                     f->attn, f->gate, f->up, f->out_rows, f->logits, f->part, f->xr, f->qkv, f->gu};
+    for (float *b : bufs) cudaFree(b);
+    cudaFreeHost(f->ix_host);
+    cudaFreeHost(f->off_host);
+    cudaFree(f->ix_dev);
+    cudaFree(f->attn_counters);
+    cudaFree(f->off_dev);
+    if (f->s) cudaStreamDestroy(f->s);
+    free(f->saved_len);
+    free(f->obs_host);
+    free(f);
+}
+
+extern "C" void qr_cuda_forward_set_observer(qr_cuda_forward *f, qr_fwd_observer fn, void *user) {
+    f->observer = fn;
+    f->observer_user = user;
+}
+
+namespace {
+
+/* ---- Helpers ---------------------------------------------------------------------------------- */
+
+/* Downloads an op's output for the observer (audits only: it synchronizes). */
+int observe(qr_cuda_forward *f, int32_t layer, const char *op, const float *data, int64_t rows, int64_t cols,
+            qr_error *err) {
+    if (!f->observer) return QR_OK;
+    const size_t n = (size_t)(rows * cols);
+    if (n > f->obs_cap) {
+        free(f->obs_host);
+        f->obs_host = (float *)malloc((n ? n : 1) * sizeof(float));
+        f->obs_cap = f->obs_host ? n : 0;
+        if (!f->obs_host) return qr_fail(err, "out of memory for the activation observer");
+    }
+    QR_CUDA_TRY(cudaMemcpyAsync(f->obs_host, data, n * sizeof(float), cudaMemcpyDeviceToHost, f->s), err);
+    QR_CUDA_TRY(cudaStreamSynchronize(f->s), err);
+    if (f->observer(f->observer_user, layer, op, f->obs_host, rows, cols) != 0)
+        return qr_fail(err, "forward pass stopped after layer %d, op %s", layer, op);
+    return QR_OK;
+}
+
+/* y = W x (+ bias), x in F32. With round_activations (QUARREL_CUDA_ROUND_ACT=1, for
+ * experiments) x is first rounded the way the CPU backend converts activations for this
+ * weight type (Q8_0/Q8_1/Q8_K blocks, F16, BF16). It does not bring the two backends
+ * closer (docs/cuda.md: a rounding decision flips on any upstream difference), so it is
+ * off by default. */
+int matmul(qr_cuda_forward *f, const qr_cuda_matrix *w, const float *bias, const float *x, int64_t rows, float *y,
+           qr_error *err) {
+    if (f->round_activations) {
+        const qr_type vt = qr_backend_vec_dot_type(w->type);
+        if (vt != QR_TYPE_F32 && vt != QR_TYPE_COUNT) {
+            if (qr_cuda_round_activations(vt, x, f->xr, rows * w->cols, f->s, err) != QR_OK) return QR_ERR;
+            x = f->xr;
+        }
+    }
+    if (rows > QR_CUDA_GEMV_MAX_COLS && !f->batch_invariant && qr_cuda_gemm_supported(f->gemm, w)) {
+        if (qr_cuda_gemm_run(f->gemm, w, x, rows, y, f->s, err) != QR_OK) return QR_ERR;
+    } else {
+        for (int64_t r0 = 0; r0 < rows; r0 += QR_CUDA_GEMV_MAX_COLS) {
+            const int64_t nc = rows - r0 < QR_CUDA_GEMV_MAX_COLS ? rows - r0 : QR_CUDA_GEMV_MAX_COLS;
+            if (qr_cuda_gemv_launch(w, x + r0 * w->cols, y + r0 * w->rows, (int)nc, f->s, err) != QR_OK)
+                return QR_ERR;
+        }
+    }
+    if (bias) return qr_cuda_add_bias(y, bias, rows, w->rows, f->s, err);
+    return QR_OK;
+}
+
+int rmsnorm(qr_cuda_forward *f, const float *x, const float *w, int64_t rows, int64_t dim, float *y, qr_error *err) {
+    return qr_cuda_rmsnorm(x, w, rows, dim, f->m->desc.norm_eps, y, f->s, err);
+}
+
+qr_rope_args rope_args(const qr_cuda_forward *f, bool swa) {
+    const qr_descriptor *d = &f->m->desc;
+    qr_rope_args a;
+    a.mode = d->rope_type == QR_ROPE_NEOX ? QR_ROPE_MODE_NEOX : QR_ROPE_MODE_NORM;
+    a.n_rot = (int32_t)d->hp.n_rot;
+    a.base = swa ? d->rope_base_swa : d->rope_base;
+    a.freq_scale = swa ? d->rope_freq_scale_swa : d->rope_freq_scale;
+    a.freq_factors = f->rope_freqs;
+    return a;
+}
+
+/* ---- Layers (forward.c's attention_block and ffn_block) ---------------------------------------- */
+
+/* Splits R rows of a stacked product (row width = the parts' sum) into separate buffers;
+ * one row needs no copy: its parts are already contiguous. */
+int split_rows(qr_cuda_forward *f, const float *src, int64_t R, int n, const int64_t *width, float **dst,
+               float **out, qr_error *err) {
+    int64_t total = 0, at = 0;
+    for (int i = 0; i < n; i++) total += width[i];
+    for (int i = 0; i < n; i++) {
+        if (R == 1) {
+            out[i] = (float *)src + at;
+        } else {
+            QR_CUDA_TRY(cudaMemcpy2DAsync(dst[i], (size_t)width[i] * 4, src + at, (size_t)total * 4, (size_t)width[i] * 4,
+                                          (size_t)R, cudaMemcpyDeviceToDevice, f->s),
+                        err);
+            out[i] = dst[i];
+        }
+        at += width[i];
+    }
+    return QR_OK;
+}
+
+/* Q, K, V of R rows (out: their buffers), normalized (Gemma 3), rotated and scaled, K and
+ * V stored in the layer's cache cells. Without an observer the last steps are one launch
+ * (the K buffer then stays unrotated: only the cache is read later). */
+int qkv(qr_cuda_forward *f, const dev_layer *L, uint32_t il, int64_t R, bool swa, float **out, qr_error *err) {
+    const qr_descriptor *d = &f->m->desc;
+    const qr_hparams *hp = &d->hp;
+    const int64_t w[3] = {(int64_t)hp->n_head * hp->head_dim_k, (int64_t)hp->n_head_kv * hp->head_dim_k,
+                          (int64_t)hp->n_head_kv * hp->head_dim_v};
+    float *sep[3] = {f->q, f->k, f->v};
+    if (L->wqkv) {
+        if (matmul(f, L->wqkv, NULL, f->cur, R, f->qkv, err) != QR_OK) return QR_ERR;
+        if (split_rows(f, f->qkv, R, 3, w, sep, out, err) != QR_OK) return QR_ERR;
+        const float *bias[3] = {L->bq, L->bk, L->bv};
+        for (int i = 0; i < 3; i++)
+            if (bias[i] && qr_cuda_add_bias(out[i], bias[i], R, w[i], f->s, err) != QR_OK) return QR_ERR;
+    } else {
+        if (matmul(f, L->wq, L->bq, f->cur, R, f->q, err) != QR_OK) return QR_ERR;
+        if (matmul(f, L->wk, L->bk, f->cur, R, f->k, err) != QR_OK) return QR_ERR;
+        if (matmul(f, L->wv, L->bv, f->cur, R, f->v, err) != QR_OK) return QR_ERR;
+        for (int i = 0; i < 3; i++) out[i] = sep[i];
+    }
+    float *q = out[0], *k = out[1];
+    if (d->qk_norm) {
+        if (rmsnorm(f, q, L->q_norm, R * hp->n_head, hp->head_dim_k, q, err) != QR_OK) return QR_ERR;
+        if (rmsnorm(f, k, L->k_norm, R * hp->n_head_kv, hp->head_dim_k, k, err) != QR_OK) return QR_ERR;
+    }
+    const qr_rope_args ra = rope_args(f, swa);
+    const int32_t *pos = ix(f, IX_POS);
+    if (!f->observer) { /* one launch: rope of Q and K, Q's scale, the K/V store */
+        const float qs = d->q_prescaled ? d->attn_scale : 1.0f;
+        return qr_cuda_rope_store(q, k, out[2], R, (int)hp->n_head, (int)hp->n_head_kv, (int)hp->head_dim_k,
+                                  (int)hp->head_dim_v, pos, &ra, qs, ix(f, swa ? IX_CELL_SWA : IX_CELL_FULL), L->kc,
+                                  L->vc, f->kv_f32, f->s, err);
+    }
+    if (R == 1 && k == q + w[0]) { /* one row of a stacked product: Q and K heads in one launch */
+        if (qr_cuda_rope(q, 1, hp->n_head + hp->n_head_kv, hp->head_dim_k, pos, &ra, f->s, err) != QR_OK) return QR_ERR;
+    } else {
+        if (qr_cuda_rope(q, R, hp->n_head, hp->head_dim_k, pos, &ra, f->s, err) != QR_OK) return QR_ERR;
+        if (qr_cuda_rope(k, R, hp->n_head_kv, hp->head_dim_k, pos, &ra, f->s, err) != QR_OK) return QR_ERR;
+    }
+    if (d->q_prescaled && qr_cuda_scale(q, d->attn_scale, R * w[0], f->s, err) != QR_OK) return QR_ERR;
+    if (observe(f, (int32_t)il, "q", q, R, w[0], err) != QR_OK) return QR_ERR;
+    if (observe(f, (int32_t)il, "k", k, R, w[1], err) != QR_OK) return QR_ERR;
+    if (observe(f, (int32_t)il, "v", out[2], R, w[2], err) != QR_OK) return QR_ERR;
+    return qr_cuda_store_kv(k, out[2], R, f->stride_k, f->stride_v, ix(f, swa ? IX_CELL_SWA : IX_CELL_FULL), L->kc,
+                            L->vc, f->kv_f32, f->s, err);
+}
+
+/* normed_in: cur already holds rmsnorm(x) (fused into the previous block's residual add).
+ * fuse_out: the residual add also writes rmsnorm(h) * ffn_norm into cur. */
+int attention_block(qr_cuda_forward *f, const qr_kv_cache *kv, uint32_t il, int64_t R, bool normed_in, bool fuse_out,
+                    qr_error *err) {
+    const qr_descriptor *d = &f->m->desc;
+    const qr_hparams *hp = &d->hp;
+    const dev_layer *L = &f->L[il];
+    const bool swa = qr_kv_layer_is_swa(kv, il);
+    if (!normed_in && rmsnorm(f, f->x, L->attn_norm, R, hp->n_embd, f->cur, err) != QR_OK) return QR_ERR;
+    if (observe(f, (int32_t)il, "attn_norm", f->cur, R, hp->n_embd, err) != QR_OK) return QR_ERR;
+    float *qkv_rows[3];
+    if (qkv(f, L, il, R, swa, qkv_rows, err) != QR_OK) return QR_ERR;
+    qr_attn_args a;
+    memset(&a, 0, sizeof a);
+    a.q = qkv_rows[0];
+    a.n_rows = (int32_t)R;
+    a.n_head = (int32_t)hp->n_head;
+    a.n_head_kv = (int32_t)hp->n_head_kv;
+    a.head_dim_k = (int32_t)hp->head_dim_k;
+    a.head_dim_v = (int32_t)hp->head_dim_v;
+    a.kv_f32 = f->kv_f32;
+    a.k = L->kc;
+    a.v = L->vc;
+    a.kv_stride_k = f->stride_k;
+    a.kv_stride_v = f->stride_v;
+    a.cells = cells_dev(f, swa);
+    a.cells_off = offs_dev(f, swa);
+    a.scale = d->q_prescaled ? 1.0f : d->attn_scale;
+    a.softcap = d->attn_softcap;
+    a.out = f->attn;
+    if (qr_cuda_attention(&a, f->n_split, f->part, f->attn_counters, f->s, err) != QR_OK) return QR_ERR;
+    if (observe(f, (int32_t)il, "attn", f->attn, R, (int64_t)hp->n_head * hp->head_dim_v, err) != QR_OK) return QR_ERR;
+    if (matmul(f, L->wo, L->bo, f->attn, R, f->cur, err) != QR_OK) return QR_ERR;
+    if (d->post_norms && rmsnorm(f, f->cur, L->post_attn_norm, R, hp->n_embd, f->cur, err) != QR_OK) return QR_ERR;
+    if (observe(f, (int32_t)il, "attn_out", f->cur, R, hp->n_embd, err) != QR_OK) return QR_ERR;
+    if (fuse_out) {
+        if (qr_cuda_add_rmsnorm(f->cur, f->x, f->h, L->ffn_norm, R, hp->n_embd, d->norm_eps, f->cur, f->s, err) != QR_OK)
+            return QR_ERR;
+    } else if (qr_cuda_add(f->h, f->cur, f->x, R * hp->n_embd, f->s, err) != QR_OK) {
+        return QR_ERR;
+    }
+    return observe(f, (int32_t)il, "ffn_inp", f->h, R, hp->n_embd, err);
+}
+
+/* normed_in: cur already holds rmsnorm(h) * ffn_norm. next_norm (NULL: none): the
+ * residual add also writes rmsnorm(x) * next_norm into next_out. */
+int ffn_block(qr_cuda_forward *f, uint32_t il, int64_t R, bool normed_in, const float *next_norm, float *next_out,
+              qr_error *err) {
+    const qr_descriptor *d = &f->m->desc;
+    const qr_hparams *hp = &d->hp;
+    const dev_layer *L = &f->L[il];
+    if (!normed_in && rmsnorm(f, f->h, L->ffn_norm, R, hp->n_embd, f->cur, err) != QR_OK) return QR_ERR;
+    if (observe(f, (int32_t)il, "ffn_norm", f->cur, R, hp->n_embd, err) != QR_OK) return QR_ERR;
+    float *gu[2] = {f->gate, f->up};
+    if (L->gate_up) {
+        const int64_t w[2] = {hp->n_ff, hp->n_ff};
+        float *sep[2] = {f->gate, f->up};
+        if (matmul(f, L->gate_up, NULL, f->cur, R, f->gu, err) != QR_OK) return QR_ERR;
+        if (split_rows(f, f->gu, R, 2, w, sep, gu, err) != QR_OK) return QR_ERR;
+        if (L->b_gate && qr_cuda_add_bias(gu[0], L->b_gate, R, hp->n_ff, f->s, err) != QR_OK) return QR_ERR;
+        if (L->b_up && qr_cuda_add_bias(gu[1], L->b_up, R, hp->n_ff, f->s, err) != QR_OK) return QR_ERR;
+    } else {
+        if (matmul(f, L->gate, L->b_gate, f->cur, R, f->gate, err) != QR_OK) return QR_ERR;
+        if (matmul(f, L->up, L->b_up, f->cur, R, f->up, err) != QR_OK) return QR_ERR;
+    }
+    const qr_glu_kind kind = d->act == QR_ACT_GELU_TANH ? QR_GLU_GELU_TANH : QR_GLU_SILU;
+    if (qr_cuda_glu(kind, gu[0], gu[1], f->gate, R * hp->n_ff, f->s, err) != QR_OK) return QR_ERR;
+    if (observe(f, (int32_t)il, "ffn_act", f->gate, R, hp->n_ff, err) != QR_OK) return QR_ERR;
+    if (matmul(f, L->down, L->b_down, f->gate, R, f->cur, err) != QR_OK) return QR_ERR;
+    if (d->post_norms && rmsnorm(f, f->cur, L->post_ffw_norm, R, hp->n_embd, f->cur, err) != QR_OK) return QR_ERR;
+    if (observe(f, (int32_t)il, "ffn_out", f->cur, R, hp->n_embd, err) != QR_OK) return QR_ERR;
+    if (next_norm) {
+        if (qr_cuda_add_rmsnorm(f->cur, f->h, f->x, next_norm, R, hp->n_embd, d->norm_eps, next_out, f->s, err) != QR_OK)
+            return QR_ERR;
+    } else if (qr_cuda_add(f->x, f->cur, f->h, R * hp->n_embd, f->s, err) != QR_OK) {
+        return QR_ERR;
+    }
+    return observe(f, (int32_t)il, "l_out", f->x, R, hp->n_embd, err);
+}
+
+/* The rows that want logits, at the front of h (forward.c's compact_outputs). */
+int compact_outputs(qr_cuda_forward *f, int64_t R, int64_t n_out, qr_error *err) {
+    if (n_out == R || n_out == 0) return QR_OK; /* the wanted rows are then 0..R-1 in order */
+    const int64_t n_embd = f->m->desc.hp.n_embd;
+    if (qr_cuda_gather_rows(f->out_rows, f->h, ix(f, IX_OUT), n_out, n_embd, f->s, err) != QR_OK) return QR_ERR;
+    QR_CUDA_TRY(cudaMemcpyAsync(f->h, f->out_rows, (size_t)(n_out * n_embd) * sizeof(float), cudaMemcpyDeviceToDevice,
+                                f->s),
+                err);
+    return QR_OK;
+}
+
+/* out_rows already holds rmsnorm(x) * output_norm (fused into the last residual add). */
+int output(qr_cuda_forward *f, int64_t n_out, qr_error *err) {
+    const qr_descriptor *d = &f->m->desc;
+    const int64_t n_embd = d->hp.n_embd, n_vocab = d->hp.n_vocab;
+    if (n_out == 0) return QR_OK;
+    if (observe(f, -1, "result_norm", f->out_rows, n_out, n_embd, err) != QR_OK) return QR_ERR;
+    const qr_cuda_matrix *w = f->output ? f->output : f->tok_embd;
+    if (matmul(f, w, f->output_bias, f->out_rows, n_out, f->logits, err) != QR_OK) return QR_ERR;
+    if (d->final_softcap != 0.0f && qr_cuda_softcap(f->logits, d->final_softcap, n_out * n_vocab, f->s, err) != QR_OK)
+        return QR_ERR;
+    return observe(f, -1, "logits", f->logits, n_out, n_vocab, err);
+}
+
+int run_layers(qr_cuda_forward *f, const qr_kv_cache *kv, int64_t R, int64_t n_out, qr_error *err) {
+    const qr_descriptor *d = &f->m->desc;
+    if (qr_cuda_get_rows(f->tok_embd, ix(f, IX_TOK), R, d->embd_scale, f->x, f->s, err) != QR_OK) return QR_ERR;
+    if (observe(f, -1, "embd", f->x, R, d->hp.n_embd, err) != QR_OK) return QR_ERR;
+    int64_t rows = R;
+    bool normed = false;
+    for (uint32_t il = 0; il < d->hp.n_layer; il++) {
+        const bool last = il == d->hp.n_layer - 1;
+        /* The last layer drops the rows without logits between its two blocks; the norm
+         * can be fused across that point only when no row is dropped. */
+        const bool fuse = !last || n_out == R;
+        if (attention_block(f, kv, il, R, normed, fuse, err) != QR_OK) return qr_fail_prefix(err, "layer %u: ", il);
+        if (last) {
+            if (compact_outputs(f, R, n_out, err) != QR_OK) return QR_ERR;
+            rows = n_out;
+        }
+        const float *next_norm = last ? f->output_norm : f->L[il + 1].attn_norm;
+        float *next_out = last ? f->out_rows : f->cur;
+        if (rows > 0 && ffn_block(f, il, rows, fuse, next_norm, next_out, err) != QR_OK)
+            return qr_fail_prefix(err, "layer %u: ", il);
+        normed = true;
+    }
+    return output(f, rows, err);
+}
+
+/* ---- Batch indices ------------------------------------------------------------------------------- */
+
+/* Fills the staging buffers for batch b (as forward.c's store_kv and build_cells read the
+ * KV cache) and copies them to the device; returns the number of rows wanting logits. */
+int upload_indices(qr_cuda_forward *f, const qr_kv_cache *kv, const qr_fwd_batch *b, int64_t *n_out, qr_error *err) {
+    const int64_t B = f->max_batch, R = b->n_rows;
+    int32_t *h = f->ix_host;
+    int64_t *off = f->off_host;
+    *n_out = 0;
+    int64_t n_cells[2] = {0, 0};
+    const int32_t rep[2] = {f->layer_full, f->layer_swa};
+    const int64_t n_swa = qr_kv_n_swa(kv);
+    for (int64_t r = 0; r < R; r++) {
+        h[IX_TOK * B + r] = b->tokens[r];
+        h[IX_POS * B + r] = b->pos[r];
+        const bool want = b->want_logits ? b->want_logits[r] != 0 : r == R - 1;
+        if (want) h[IX_OUT * B + (*n_out)++] = (int32_t)r;
+        for (int k = 0; k < 2; k++) {
+            int32_t *list = h + ix_lists(f) + (int64_t)k * B * f->n_ctx;
+            off[k * (B + 1) + r] = n_cells[k];
+            if (rep[k] < 0) continue;
+            const uint32_t il = (uint32_t)rep[k];
+            h[(IX_CELL_FULL + k) * B + r] = qr_kv_cell(kv, il, b->seq[r], b->pos[r]);
+            int64_t lo = k == 1 ? (int64_t)b->pos[r] - n_swa + 1 : 0;
+            if (lo < 0) lo = 0;
+            for (int64_t p = lo; p <= b->pos[r]; p++) list[n_cells[k]++] = qr_kv_cell(kv, il, b->seq[r], (int32_t)p);
+        }
+    }
+    for (int k = 0; k < 2; k++) off[k * (B + 1) + R] = n_cells[k];
+    QR_CUDA_TRY(cudaMemcpyAsync(f->ix_dev, h, (size_t)ix_lists(f) * sizeof(int32_t), cudaMemcpyHostToDevice, f->s), err);
+    QR_CUDA_TRY(cudaMemcpyAsync(f->off_dev, off, (size_t)(2 * (B + 1)) * sizeof(int64_t), cudaMemcpyHostToDevice, f->s),
+                err);
+    for (int k = 0; k < 2; k++) {
+        if (n_cells[k] == 0) continue;
+        const int64_t at = ix_lists(f) + (int64_t)k * B * f->n_ctx;
+        QR_CUDA_TRY(cudaMemcpyAsync(f->ix_dev + at, h + at, (size_t)n_cells[k] * sizeof(int32_t),
+                                    cudaMemcpyHostToDevice, f->s),
+                    err);
+    }
+    return QR_OK;
+}
+
+/* A decode step (one row, logits wanted) replays a graph captured on its first run: the
+ * kernels read tokens, positions and cell lists from fixed device buffers, so only those
+ * uploads change from step to step. */
+int run_graph(qr_cuda_forward *f, const qr_kv_cache *kv, qr_error *err) {
+    if (!f->graph) {
+        QR_CUDA_TRY(cudaStreamBeginCapture(f->s, cudaStreamCaptureModeThreadLocal), err);
+        const int rc = run_layers(f, kv, 1, 1, err);
+        cudaGraph_t g = NULL;
+        const cudaError_t s = cudaStreamEndCapture(f->s, &g);
+        if (rc != QR_OK) {
+            if (g) cudaGraphDestroy(g);
+            return QR_ERR;
+        }
+        if (s != cudaSuccess) return qr_fail(err, "CUDA forward: capturing the decode graph: %s", cudaGetErrorString(s));
+        const cudaError_t si = cudaGraphInstantiate(&f->graph, g, 0);
+        cudaGraphDestroy(g);
+        if (si != cudaSuccess) {
+            f->graph = NULL;
+            return qr_fail(err, "CUDA forward: instantiating the decode graph: %s", cudaGetErrorString(si));
+        }
+    }
+    QR_CUDA_TRY(cudaGraphLaunch(f->graph, f->s), err);
+    return QR_OK;
+}
+
+int run_batch(qr_cuda_forward *f, const qr_kv_cache *kv, const qr_fwd_batch *b, float *logits, qr_error *err) {
+    int64_t n_out = 0;
+    if (upload_indices(f, kv, b, &n_out, err) != QR_OK) return QR_ERR;
+    const bool graph = b->n_rows == 1 && n_out == 1 && !f->observer && getenv("QUARREL_CUDA_NO_GRAPH") == NULL;
+    const int rc = graph ? run_graph(f, kv, err) : run_layers(f, kv, b->n_rows, n_out, err);
+    if (rc != QR_OK) return QR_ERR;
+    const size_t n = (size_t)n_out * (size_t)f->m->desc.hp.n_vocab;
+    if (n > 0 && logits)
+        QR_CUDA_TRY(cudaMemcpyAsync(logits, f->logits, n * sizeof(float), cudaMemcpyDeviceToHost, f->s), err);
+    QR_CUDA_TRY(cudaStreamSynchronize(f->s), err);
+    return QR_OK;
+}
+
+} // namespace
+
+extern "C" int qr_cuda_forward_run(qr_cuda_forward *f, qr_kv_cache *kv, const qr_fwd_batch *b, bool batch_invariant,
+                                   float *logits, qr_error *err) {
+    if (qr_forward_check_batch(f->m, f->max_batch, b, err) != QR_OK) return QR_ERR;
+    if (qr_kv_max_batch(kv) < b->n_rows) return qr_fail(err, "batch larger than the KV cache's max_batch");
+    if (qr_kv_n_ctx(kv) > f->n_ctx) return qr_fail(err, "KV cache context exceeds the forward workspace");
+    if (qr_forward_append_rows(kv, b, f->saved_len, err) != QR_OK) return QR_ERR;
+    f->batch_invariant = batch_invariant;
+    if (run_batch(f, kv, b, logits, err) != QR_OK) {
+        /* As forward.c: a failed pass drops the rows it appended. */
+        for (int32_t r = b->n_rows - 1; r >= 0; r--) qr_kv_seq_truncate(kv, b->seq[r], f->saved_len[r], NULL);
+        return QR_ERR;
+    }
+    return QR_OK;
+}
