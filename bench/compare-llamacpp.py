@@ -85,7 +85,7 @@ def main():
     for model in args.models:
         name = os.path.basename(model)
         read_once(model)
-        rss_max, info = 0, None
+        rss_max, info, kv = 0, None, 0
         for test in tests:
             ls, qs = [], []
             for rep in range(args.reps):
@@ -97,6 +97,7 @@ def main():
                 ls.append(lv)
                 qs.append(qv)
                 rss_max = max(rss_max, qrow['peak_rss_bytes'])
+                kv = max(kv, qrow['kv_cache_bytes'])
                 if last:
                     info = qrow
             tname = ('pp%d' % test[0]) if test[0] else ('tg%d' % test[1])
@@ -108,7 +109,6 @@ def main():
             results.append({'model': model, 'test': tname, 'llamacpp_ts': ls, 'quarrel_ts': qs, 'ratio': ratio})
         if info:
             size = os.path.getsize(model)
-            kv = max(args.n_prompt, args.n_gen) and info['kv_cache_bytes']
             limit = 1.1 * (size + kv)
             notes.append('%s: file %.1f MiB + KV %.1f MiB; quarrel peak RSS %.1f MiB (limit +10%%: %.1f MiB, %s); '
                          'read bandwidth %.1f GB/s' % (name, size / 2**20, kv / 2**20, rss_max / 2**20, limit / 2**20,

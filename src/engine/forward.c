@@ -27,6 +27,7 @@ struct qr_forward {
     qr_backend *be;
     int32_t max_batch, n_ctx;
     float *x, *h, *cur, *q, *k, *v, *attn, *gate, *up, *out_rows;
+    int64_t up_cols; /* columns of `up` per pass (the FFN's up projection runs in parts) */
     int32_t *cells;
     int64_t *cells_off;
     int32_t *out_idx;
@@ -58,7 +59,12 @@ int qr_forward_create(const qr_model *m, qr_backend *be, int32_t max_batch, int3
     f->v = alloc_f(B * hp->n_head_kv * hp->head_dim_v);
     f->attn = alloc_f(B * nqv);
     f->gate = alloc_f(B * hp->n_ff);
-    f->up = alloc_f(B * hp->n_ff);
+    /* Prompt batches compute the up projection a quarter of the columns at a time (in
+     * parts that are multiples of 16, so the GLU's vector/tail split stays the row's), to
+     * keep the batch's scratch small; decode keeps whole rows. */
+    f->up_cols = B > 64 ? (((int64_t)hp->n_ff + 3) / 4 + 15) / 16 * 16 : hp->n_ff;
+    if (f->up_cols > hp->n_ff) f->up_cols = hp->n_ff;
+    f->up = alloc_f(B * f->up_cols);
     f->out_rows = alloc_f(B * hp->n_embd);
     f->cells = malloc((size_t)(B * n_ctx) * sizeof *f->cells);
     f->cells_off = malloc((size_t)(B + 1) * sizeof *f->cells_off);
@@ -217,6 +223,28 @@ static int attention_block(qr_forward *f, qr_kv_cache *kv, uint32_t il, const qr
     return observe(f, (int32_t)il, "ffn_inp", f->h, R, hp->n_embd, err);
 }
 
+/* gate = act(gate) * (W_up . cur), the up projection in parts of up_cols output columns
+ * (each output's dot does not depend on the others, so this changes no bits). */
+static int up_glu(qr_forward *f, const qr_layer_weights *L, int64_t R, qr_error *err) {
+    const qr_descriptor *d = &f->m->desc;
+    const int64_t n_ff = d->hp.n_ff;
+    const qr_glu_kind kind = d->act == QR_ACT_GELU_TANH ? QR_GLU_GELU_TANH : QR_GLU_SILU;
+    for (int64_t c0 = 0; c0 < n_ff; c0 += f->up_cols) {
+        const int64_t nc = n_ff - c0 < f->up_cols ? n_ff - c0 : f->up_cols;
+        const qr_type_traits *tr = qr_type_get_traits(L->ffn_up.type);
+        qr_weight part = L->ffn_up, bias = L->b_up;
+        part.data = (const uint8_t *)L->ffn_up.data + (size_t)c0 * qr_type_row_size(tr, L->ffn_up.ne0);
+        part.ne1 = nc;
+        if (bias.data) bias.data = (const float *)L->b_up.data + c0;
+        if (matmul(f, &part, &bias, f->cur, R, f->up, err) != QR_OK) return QR_ERR;
+        for (int64_t r = 0; r < R; r++) { /* per row: ggml's vector/tail split is per row */
+            float *g = f->gate + r * n_ff + c0;
+            f->be->ops->glu(f->be, kind, g, f->up + r * nc, g, nc);
+        }
+    }
+    return QR_OK;
+}
+
 static int ffn_block(qr_forward *f, uint32_t il, int64_t R, qr_error *err) {
     const qr_descriptor *d = &f->m->desc;
     const qr_hparams *hp = &d->hp;
@@ -224,12 +252,7 @@ static int ffn_block(qr_forward *f, uint32_t il, int64_t R, qr_error *err) {
     rmsnorm(f, f->h, &L->ffn_norm, R, hp->n_embd, f->cur);
     if (observe(f, (int32_t)il, "ffn_norm", f->cur, R, hp->n_embd, err) != QR_OK) return QR_ERR;
     if (matmul(f, &L->ffn_gate, &L->b_gate, f->cur, R, f->gate, err) != QR_OK) return QR_ERR;
-    if (matmul(f, &L->ffn_up, &L->b_up, f->cur, R, f->up, err) != QR_OK) return QR_ERR;
-    const qr_glu_kind kind = d->act == QR_ACT_GELU_TANH ? QR_GLU_GELU_TANH : QR_GLU_SILU;
-    for (int64_t r = 0; r < R; r++) { /* per row: ggml's vector/tail split is per row */
-        float *g = f->gate + r * hp->n_ff;
-        f->be->ops->glu(f->be, kind, g, f->up + r * hp->n_ff, g, hp->n_ff);
-    }
+    if (up_glu(f, L, R, err) != QR_OK) return QR_ERR;
     if (observe(f, (int32_t)il, "ffn_act", f->gate, R, hp->n_ff, err) != QR_OK) return QR_ERR;
     if (matmul(f, &L->ffn_down, &L->b_down, f->gate, R, f->cur, err) != QR_OK) return QR_ERR;
     if (d->post_norms) rmsnorm(f, f->cur, &L->post_ffw_norm, R, hp->n_embd, f->cur);
