@@ -22,7 +22,7 @@ typedef struct qr_strmap {
 
 uint32_t qr_strmap_hash(const char *s, size_t len);
 
-/* Sizes the table for `expected` keys (load factor <= 1/2). QR_OK or QR_ERR (no memory). */
+/* Sizes the table for `expected` keys (load factor <= 3/4). QR_OK or QR_ERR (no memory). */
 int qr_strmap_init(qr_strmap *m, size_t expected);
 void qr_strmap_free(qr_strmap *m);
 /* Inserts or overwrites (the last insertion of a key wins, as in llama.cpp). */

@@ -119,7 +119,8 @@ int bench_model_bytes_read(const char *path, bench_model_bytes *out) {
         const qr_gguf_tensor *t = qr_gguf_tensor_at(g, i);
         out->weight_bytes += t->n_bytes;
         out->n_params += (uint64_t)t->n_elements;
-        if (name_is(t->name, "token_embd.weight", "")) {
+        /* the embedding: one row, unless the logits reuse it (tied output: all of it) */
+        if (name_is(t->name, "token_embd.weight", "") && qr_gguf_find_tensor(g, "output.weight")) {
             out->per_token_bytes += t->n_bytes / (uint64_t)(t->ne[1] > 0 ? t->ne[1] : 1);
         } else {
             out->per_token_bytes += t->n_bytes;
