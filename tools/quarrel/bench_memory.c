@@ -30,9 +30,12 @@ static void *bw_read(void *arg) {
     int go;
     while ((go = atomic_load(s->go)) == 0) sched_yield();
     if (go < 0) return NULL;
-    /* Eight independent sums: several loads in flight, vectorized by the compiler. */
+    /* Eight independent sums (several loads in flight, vectorized by the compiler) and
+     * software prefetch 4 KiB ahead, as the kernels do: the hardware prefetchers stop at
+     * page boundaries, and without this the figure understates what the kernels get. */
     uint64_t acc[8] = {0};
     for (size_t i = 0; i + 8 <= s->n; i += 8) {
+        __builtin_prefetch(s->p + i + 512);
         for (int k = 0; k < 8; k++) acc[k] += s->p[i + k];
     }
     for (int k = 0; k < 8; k++) s->sum += acc[k];
