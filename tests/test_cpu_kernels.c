@@ -186,12 +186,13 @@ static void check_glu(qr_rng *rng, qr_backend **levels, int n_levels) {
 int main(void) {
     qr_rng rng;
     qr_rng_init(&rng, 7);
-    const qr_cpu_kernels kinds[] = {QR_CPU_KERNELS_SCALAR, QR_CPU_KERNELS_AVX2, QR_CPU_KERNELS_AVX512};
+    const qr_cpu_kernels kinds[] = {QR_CPU_KERNELS_SCALAR, QR_CPU_KERNELS_AVX2, QR_CPU_KERNELS_AVX512_NOFP16,
+                                    QR_CPU_KERNELS_AVX512};
     static const int64_t ROWS[] = {1, 2, 3, 4, 5, 9, 17};
     for (int inv = 0; inv < 2; inv++) {
-        qr_backend *levels[3];
+        qr_backend *levels[4];
         int n_levels = 0;
-        for (int k = 0; k < 3; k++) {
+        for (int k = 0; k < 4; k++) {
             qr_backend *be = make(kinds[k], 2, inv);
             /* A level the CPU lacks falls back to a lower one: test each distinct one once. */
             if (n_levels > 0 && qr_backend_cpu_kernels(be) == qr_backend_cpu_kernels(levels[n_levels - 1])) {
@@ -200,8 +201,12 @@ int main(void) {
             }
             levels[n_levels++] = be;
         }
-        if (inv == 0) printf("kernel levels on this CPU: %d (scalar%s%s)\n", n_levels, n_levels > 1 ? ", avx2" : "",
-                             n_levels > 2 ? ", avx512" : "");
+        if (inv == 0) {
+            static const char *const NAMES[] = {"auto", "scalar", "avx2", "avx512-nofp16", "avx512"};
+            printf("kernel levels tested on this CPU:");
+            for (int l = 0; l < n_levels; l++) printf(" %s", NAMES[qr_backend_cpu_kernels(levels[l])]);
+            printf("\n");
+        }
         for (size_t ti = 0; ti < sizeof TYPES / sizeof TYPES[0]; ti++) {
             const qr_type t = TYPES[ti];
             const int64_t blk = qr_type_get_traits(t)->block_size >= 256 ? 256 : 32;

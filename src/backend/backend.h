@@ -92,7 +92,8 @@ struct qr_backend {
 };
 
 /* The CPU backend with n_threads threads (>= 1), using the fastest kernels the CPU runs
- * unless the environment variable QUARREL_CPU_KERNELS (scalar | avx2 | avx512) caps them. */
+ * unless the environment variable QUARREL_CPU_KERNELS (scalar | avx2 | avx512-nofp16 |
+ * avx512) caps them. */
 int qr_backend_cpu_create(int n_threads, qr_backend **out, qr_error *err);
 
 /* Kernel levels: every level computes bit-identical results (the scalar kernels are the
@@ -101,6 +102,7 @@ typedef enum qr_cpu_kernels {
     QR_CPU_KERNELS_AUTO = 0, /* the best the CPU has, capped by QUARREL_CPU_KERNELS */
     QR_CPU_KERNELS_SCALAR,
     QR_CPU_KERNELS_AVX2,     /* AVX2 + FMA + F16C */
+    QR_CPU_KERNELS_AVX512_NOFP16, /* AVX-512 F/BW/VL/VNNI without FP16 arithmetic (as on Zen 4) */
     QR_CPU_KERNELS_AVX512,   /* AVX-512 F/BW/VL/VNNI (+ FP16 where present) */
 } qr_cpu_kernels;
 

@@ -7,7 +7,7 @@
 #include "backend/cpu/cpu_internal.h"
 #include "core/log.h"
 
-static const char *const KERNEL_NAMES[] = {"auto", "scalar", "avx2", "avx512"};
+static const char *const KERNEL_NAMES[] = {"auto", "scalar", "avx2", "avx512-nofp16", "avx512"};
 
 /* The level asked for by QUARREL_CPU_KERNELS, or AVX512 (no cap) when unset or unknown. */
 static qr_cpu_kernels env_cap(void) {
@@ -16,7 +16,7 @@ static qr_cpu_kernels env_cap(void) {
     for (int k = QR_CPU_KERNELS_SCALAR; k <= QR_CPU_KERNELS_AVX512; k++) {
         if (strcmp(v, KERNEL_NAMES[k]) == 0) return (qr_cpu_kernels)k;
     }
-    QR_LOG_WARN("cpu", "QUARREL_CPU_KERNELS=%s is not one of scalar, avx2, avx512, auto: ignored", v);
+    QR_LOG_WARN("cpu", "QUARREL_CPU_KERNELS=%s is not one of scalar, avx2, avx512-nofp16, avx512, auto: ignored", v);
     return QR_CPU_KERNELS_AVX512;
 }
 
@@ -24,10 +24,14 @@ static qr_cpu_kernels env_cap(void) {
 static void choose_kernels(qr_cpu_backend *cb, qr_cpu_kernels max) {
     if (max == QR_CPU_KERNELS_AUTO) max = env_cap();
     qr_cpu_features f = qr_cpu_detect_features();
-    if (max < QR_CPU_KERNELS_AVX512) f.avx512 = f.avx512fp16 = false;
+    if (max < QR_CPU_KERNELS_AVX512) f.avx512fp16 = false;
+    if (max < QR_CPU_KERNELS_AVX512_NOFP16) f.avx512 = false;
     if (max < QR_CPU_KERNELS_AVX2) f.avx2 = false;
     cb->features = f;
-    cb->kernels = f.avx512 ? QR_CPU_KERNELS_AVX512 : f.avx2 ? QR_CPU_KERNELS_AVX2 : QR_CPU_KERNELS_SCALAR;
+    cb->kernels = f.avx512fp16 ? QR_CPU_KERNELS_AVX512
+                  : f.avx512   ? QR_CPU_KERNELS_AVX512_NOFP16
+                  : f.avx2     ? QR_CPU_KERNELS_AVX2
+                               : QR_CPU_KERNELS_SCALAR;
     int n = 0;
     if (f.avx512) cb->mm_fast[n++] = qr_cpu_mm_avx512;
     if (f.avx2) cb->mm_fast[n++] = qr_cpu_mm_avx2;

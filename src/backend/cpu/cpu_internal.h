@@ -137,7 +137,12 @@ void qr_cpu_attend_tiled_avx512(const qr_attn_args *a, const float *q, int32_t k
  * blocks of 128 need has_fp16 = AVX512-FP16, else they run the scalar oracle). */
 void qr_cpu_dot_f16_keys(const uint16_t *q, const uint16_t *const *keys, int n_keys, int64_t n, bool has_fp16,
                          float *out);
-float qr_cpu_dot_f16_fp16(const uint16_t *a, const uint16_t *b, int64_t n); /* AVX512-FP16 only */
+/* AVX512-FP16 only (cpu_f16_avx512fp16.c): ggml_vec_dot_f16; its blocks of 128 (np a
+ * multiple of 128); vec_mad / vec_scale on blocks of 128. */
+float qr_cpu_dot_f16_fp16(const uint16_t *a, const uint16_t *b, int64_t n);
+float qr_cpu_dot_f16_blocks_fp16(const uint16_t *a, const uint16_t *b, int64_t np);
+void qr_cpu_vec_mad_f16_blocks_fp16(int64_t np, uint16_t *y, const uint16_t *x, float v);
+void qr_cpu_vec_scale_f16_blocks_fp16(int64_t np, uint16_t *y, float v);
 void qr_cpu_vec_mad_f16_fast(int64_t n, uint16_t *y, const uint16_t *x, float v, bool has_fp16);
 void qr_cpu_vec_scale_f16_fast(int64_t n, uint16_t *y, float v, bool has_fp16);
 
