@@ -229,11 +229,11 @@ static int up_glu(qr_forward *f, const qr_layer_weights *L, int64_t R, qr_error 
     const qr_descriptor *d = &f->m->desc;
     const int64_t n_ff = d->hp.n_ff;
     const qr_glu_kind kind = d->act == QR_ACT_GELU_TANH ? QR_GLU_GELU_TANH : QR_GLU_SILU;
+    const size_t row_bytes = qr_type_row_size(qr_type_get_traits(L->ffn_up.type), L->ffn_up.ne0);
     for (int64_t c0 = 0; c0 < n_ff; c0 += f->up_cols) {
         const int64_t nc = n_ff - c0 < f->up_cols ? n_ff - c0 : f->up_cols;
-        const qr_type_traits *tr = qr_type_get_traits(L->ffn_up.type);
         qr_weight part = L->ffn_up, bias = L->b_up;
-        part.data = (const uint8_t *)L->ffn_up.data + (size_t)c0 * qr_type_row_size(tr, L->ffn_up.ne0);
+        part.data = (const uint8_t *)L->ffn_up.data + (size_t)c0 * row_bytes;
         part.ne1 = nc;
         if (bias.data) bias.data = (const float *)L->b_up.data + c0;
         if (matmul(f, &part, &bias, f->cur, R, f->up, err) != QR_OK) return QR_ERR;

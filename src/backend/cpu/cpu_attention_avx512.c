@@ -17,9 +17,9 @@
 #include <string.h>
 
 #include "backend/cpu/cpu_internal.h"
+#include "backend/cpu/cpu_simd_avx512.h"
 
 /* ggml_v_expf (AVX-512 form); also used by the SiLU in cpu_glu_avx512.c. */
-__m512 qr_cpu_v_expf_avx512(__m512 x);
 __m512 qr_cpu_v_expf_avx512(__m512 x) {
     const __m512 r = _mm512_set1_ps(0x1.8p23f);
     const __m512 z = _mm512_fmadd_ps(x, _mm512_set1_ps(0x1.715476p+0f), r);
@@ -37,14 +37,6 @@ __m512 qr_cpu_v_expf_avx512(__m512 x) {
     const __m512 alt = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(n, _mm512_setzero_ps(), _CMP_LE_OQ),
                                             _mm512_set1_ps(INFINITY), _mm512_setzero_ps());
     return _mm512_mask_blend_ps(d, res, alt);
-}
-
-/* The scalar kernels' 16-lane reduction: halves 8, then 4, then (0+2) + (1+3). */
-static inline float reduce16(__m512 v) {
-    const __m256 h = _mm256_add_ps(_mm512_extractf32x8_ps(v, 1), _mm512_castps512_ps256(v));
-    const __m128 g = _mm_add_ps(_mm256_extractf128_ps(h, 1), _mm256_castps256_ps128(h));
-    const __m128 t = _mm_add_ps(g, _mm_movehl_ps(g, g));
-    return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
 }
 
 static float score(const qr_attn_args *a, float s) {
@@ -128,7 +120,7 @@ void qr_cpu_attend_tiled_avx512(const qr_attn_args *a, const float *q, int32_t k
         for (int g = 0; g < 4; g++) {
             const __m512 e = qr_cpu_v_expf_avx512(_mm512_sub_ps(_mm512_loadu_ps(kq + 16 * g), _mm512_set1_ps(M)));
             _mm512_storeu_ps(p + 16 * g, e);
-            sum += (double)reduce16(e);
+            sum += (double)qr_reduce16_ps(e);
         }
         S = (float)((double)S + sum);
         for (int s = 0; s < 64; s++) {

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "backend/cpu/cpu_internal.h"
+#include "backend/cpu/cpu_simd_avx2.h"
 
 #define PR 16 /* weight rows per panel */
 
@@ -32,12 +33,6 @@
 static void panel_put(uint8_t *pq, int64_t blk, int row, const uint8_t q[32]) {
     uint8_t *dst = pq + blk * 8 * 64 + 4 * row;
     for (int g = 0; g < 8; g++) memcpy(dst + g * 64, q + 4 * g, 4);
-}
-
-static float h2f(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
 }
 
 /* The 32-element formats: unsigned quants + offset, and the weight scale per block. */
@@ -63,7 +58,7 @@ static void panel_q32(qr_type t, const uint8_t *w, size_t row_bytes, int64_t nb,
                 }
             }
             panel_put(pq, b, r, q);
-            pd[b * PR + r] = h2f(blk);
+            pd[b * PR + r] = qr_f16_load(blk);
         }
     }
 }
@@ -79,8 +74,8 @@ static void panel_q4k(const uint8_t *w, size_t row_bytes, int64_t nsb, uint8_t *
                 panel_put(pq, i * 8 + 2 * c, r, lo);
                 panel_put(pq, i * 8 + 2 * c + 1, r, hi);
             }
-            pf[(i * 2 + 0) * PR + r] = h2f((const uint8_t *)&x[i].d);
-            pf[(i * 2 + 1) * PR + r] = h2f((const uint8_t *)&x[i].dmin);
+            pf[(i * 2 + 0) * PR + r] = qr_f16_load((const uint8_t *)&x[i].d);
+            pf[(i * 2 + 1) * PR + r] = qr_f16_load((const uint8_t *)&x[i].dmin);
             for (int s = 0; s < 8; s++) {
                 int sc, m;
                 qr_cpu_scale_min_k4(s, x[i].scales, &sc, &m);
@@ -108,7 +103,7 @@ static void panel_q6k(const uint8_t *w, size_t row_bytes, int64_t nsb, uint8_t *
                 }
                 for (int k = 0; k < 4; k++) panel_put(pq, i * 8 + 4 * h + k, r, q[k]);
             }
-            pf[i * PR + r] = h2f((const uint8_t *)&x[i].d);
+            pf[i * PR + r] = qr_f16_load((const uint8_t *)&x[i].d);
             for (int s = 0; s < 16; s++) {
                 const int32_t v = x[i].scales[s];
                 pi[((i * 2 + 0) * 16 + s) * PR + r] = (int32_t)(((uint32_t)(uint16_t)v << 16) | (uint16_t)v);
@@ -132,7 +127,7 @@ static inline __m512i vload(const void *p) { return _mm512_loadu_si512(p); }
 
 /* Exact int sums of one 32-element block for 16 weight rows against nr activation blocks
  * a[k] (the nr chains interleave, so the VNNI latency is hidden). */
-static inline __attribute__((always_inline)) void block_dots(const uint8_t *pq, int64_t blk, const int8_t *const a[RR], int nr, __m512i out[RR]) {
+QR_INLINE void block_dots(const uint8_t *pq, int64_t blk, const int8_t *const a[RR], int nr, __m512i out[RR]) {
     const uint8_t *v = pq + blk * 8 * 64;
     for (int k = 0; k < nr; k++) out[k] = _mm512_setzero_si512();
     for (int g = 0; g < 8; g++) {
@@ -147,9 +142,14 @@ static void store_col(const mm_job *j, int64_t o0, int64_t r, __m512 v) {
     for (int k = 0; k < PR; k++) j->y[r * j->n_out + o0 + k] = tmp[k];
 }
 
-static int rows_in_pass(const mm_job *j, int64_t r0) { return j->n_rows - r0 < RR ? (int)(j->n_rows - r0) : RR; }
+/* hsum8 of the scalar kernels over 8 lane accumulators (lanes = output rows):
+ * ((a4 + a0) + (a6 + a2)) + ((a5 + a1) + (a7 + a3)). */
+static inline __m512 hsum8_lanes(const __m512 acc[8]) {
+    return _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(acc[4], acc[0]), _mm512_add_ps(acc[6], acc[2])),
+                         _mm512_add_ps(_mm512_add_ps(acc[5], acc[1]), _mm512_add_ps(acc[7], acc[3])));
+}
 
-#define ALWAYS_INLINE static inline __attribute__((always_inline))
+static int rows_in_pass(const mm_job *j, int64_t r0) { return j->n_rows - r0 < RR ? (int)(j->n_rows - r0) : RR; }
 
 /* Runs pass(j, ..., r0, NR) with NR a constant (so the row arrays live in registers). */
 #define FOR_PASSES(pass, ...)                                                          \
@@ -163,7 +163,7 @@ static int rows_in_pass(const mm_job *j, int64_t r0) { return j->n_rows - r0 < R
     }
 
 /* Q4_0: sum = fma(isum * dw, da, sum) per block, isum = dot(q + 8, a) - 8 * sum(a). */
-ALWAYS_INLINE void q4_0_pass(const mm_job *j, const uint8_t *pq, const float *pd, int64_t o0, int64_t r0, const int nr) {
+QR_INLINE void q4_0_pass(const mm_job *j, const uint8_t *pq, const float *pd, int64_t o0, int64_t r0, const int nr) {
     const int64_t nb = j->n_in / 32;
     __m512 sum[RR];
     for (int k = 0; k < nr; k++) sum[k] = _mm512_setzero_ps();
@@ -208,16 +208,14 @@ static void kern_lanes(const mm_job *j, const uint8_t *pq, const float *pd, int 
                 acc[l] = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(d), acc[l]);
             }
         }
-        const __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(acc[4], acc[0]), _mm512_add_ps(acc[6], acc[2])),
-                                       _mm512_add_ps(_mm512_add_ps(acc[5], acc[1]), _mm512_add_ps(acc[7], acc[3])));
-        store_col(j, o0, r, s);
+        store_col(j, o0, r, hsum8_lanes(acc));
     }
 }
 
 /* Q4_K: sub-block sums times scales; per super-block (decode order) or per 64 elements
  * (llama.cpp's 4-row prompt kernel, rows < n_gemm_rows) acc = fma(float(sum), d * d8),
  * accm likewise with the mins; result acc - accm. */
-ALWAYS_INLINE void q4k_pass(const mm_job *j, const uint8_t *pq, const float *pf, const int32_t *pi, int64_t o0,
+QR_INLINE void q4k_pass(const mm_job *j, const uint8_t *pq, const float *pf, const int32_t *pi, int64_t o0,
                            int64_t r0, const int nr) {
     const int64_t nsb = j->n_in / 256;
     {
@@ -299,9 +297,7 @@ static void kern_q6k(const mm_job *j, const uint8_t *pq, const float *pf, const 
                 acc[l] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(lane), acc[l]);
             }
         }
-        const __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(acc[4], acc[0]), _mm512_add_ps(acc[6], acc[2])),
-                                       _mm512_add_ps(_mm512_add_ps(acc[5], acc[1]), _mm512_add_ps(acc[7], acc[3])));
-        store_col(j, o0, r, s);
+        store_col(j, o0, r, hsum8_lanes(acc));
     }
 }
 

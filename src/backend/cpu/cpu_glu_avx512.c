@@ -10,8 +10,7 @@
 #include <math.h>
 
 #include "backend/cpu/cpu_internal.h"
-
-__m512 qr_cpu_v_expf_avx512(__m512 x);
+#include "backend/cpu/cpu_simd_avx512.h"
 
 void qr_cpu_glu_avx512(const qr_cpu_backend *cb, qr_glu_kind kind, const float *gate, const float *up, float *out,
                        int64_t n) {

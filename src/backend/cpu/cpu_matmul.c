@@ -65,24 +65,27 @@ static void convert_q8(const qr_cpu_backend *cb, const float *x, int64_t n_rows,
     }
 }
 
-/* F16 / BF16 / Q8_K activations are kept as the float values they stand for. */
-static int convert_float(const qr_cpu_backend *cb, qr_type vt, const float *x, int64_t n_rows, int64_t n_in, float *out,
-                         qr_block_q8_k *blocks, qr_error *err) {
-    const int64_t n = n_rows * n_in;
-    if (vt == QR_TYPE_F16) {
-        for (int64_t i = 0; i < n; i++) out[i] = qr_f16_to_f32(qr_f32_to_f16(x[i]));
-    } else if (vt == QR_TYPE_BF16) {
-        for (int64_t i = 0; i < n; i++) out[i] = qr_bf16_to_f32(qr_f32_to_bf16(x[i]));
-    } else {
-        /* K-quant kernels read only the blocks (out stays unused). */
-        if (cb->features.avx512) {
-            qr_cpu_quantize_q8_k_row_avx512(x, n / QR_QK_K, blocks);
-            return QR_OK;
+/* F16 / BF16 activations as the float values they stand for; F16 also as its bits (xh,
+ * for ggml_vec_dot_f16's order), from one rounding per element. */
+static void convert_half(qr_type vt, const float *x, size_t n, float *xf, uint16_t *xh) {
+    for (size_t i = 0; i < n; i++) {
+        if (vt == QR_TYPE_F16) {
+            xh[i] = qr_f32_to_f16(x[i]);
+            xf[i] = qr_f16_to_f32(xh[i]);
+        } else {
+            xf[i] = qr_bf16_to_f32(qr_f32_to_bf16(x[i]));
         }
-        qr_block_q8_k *blk = blocks;
-        for (int64_t i = 0; i < n; i += QR_QK_K, blk++) {
-            if (qr_quantize_row(QR_TYPE_Q8_K, x + i, blk, QR_QK_K, err) != QR_OK) return QR_ERR;
-        }
+    }
+}
+
+/* Q8_K blocks for the K-quant and IQ4_XS kernels (they read nothing else). */
+static int convert_q8_k(const qr_cpu_backend *cb, const float *x, int64_t n, qr_block_q8_k *blocks, qr_error *err) {
+    if (cb->features.avx512) {
+        qr_cpu_quantize_q8_k_row_avx512(x, n / QR_QK_K, blocks);
+        return QR_OK;
+    }
+    for (int64_t i = 0; i < n; i += QR_QK_K) {
+        if (qr_quantize_row(QR_TYPE_Q8_K, x + i, blocks + i / QR_QK_K, QR_QK_K, err) != QR_OK) return QR_ERR;
     }
     return QR_OK;
 }
@@ -262,27 +265,26 @@ int qr_cpu_matmul(qr_backend *be, qr_type wtype, const void *w, int64_t n_in, in
         convert_q8(cb, x, n_rows, n_in, &j.xq);
         const size_t per = (size_t)((n_in + 15) & ~(int64_t)15) + (size_t)(n_in / QR_QK) * 2 * sizeof(float);
         if (qr_cpu_reserve_per_thread(cb, per, err) != QR_OK) return QR_ERR;
-    } else if (j.vtype == QR_TYPE_F32) {
-        j.xf = x;
-        if (qr_cpu_reserve_per_thread(cb, (size_t)n_in * 4 * sizeof(float) + 64, err) != QR_OK) return QR_ERR;
-    } else {
-        const size_t nx = (size_t)(n_rows * n_in);
-        const size_t nk = j.vtype == QR_TYPE_Q8_K ? nx / QR_QK_K : 0;
-        if (qr_cpu_scratch_reserve(&cb->act, nk * sizeof(qr_block_q8_k) + nx * (sizeof(float) + sizeof(uint16_t)),
-                                   err) != QR_OK) {
+    } else if (j.vtype == QR_TYPE_Q8_K) {
+        if (qr_cpu_scratch_reserve(&cb->act, (size_t)(n_rows * n_in / QR_QK_K) * sizeof(qr_block_q8_k), err) != QR_OK) {
             return QR_ERR;
         }
-        qr_block_q8_k *blocks = cb->act.ptr; /* first: 4-byte aligned blocks, then floats */
-        float *xf = (float *)(blocks + nk);
-        if (convert_float(cb, j.vtype, x, n_rows, n_in, xf, blocks, err) != QR_OK) return QR_ERR;
-        j.xf = xf;
-        j.xk = blocks;
-        if (j.vtype == QR_TYPE_F16) {
+        j.xk = cb->act.ptr;
+        if (convert_q8_k(cb, x, n_rows * n_in, cb->act.ptr, err) != QR_OK) return QR_ERR;
+    } else {
+        /* F32 as it is; F16 / BF16 rounded (floats first, then the F16 bits) */
+        if (j.vtype == QR_TYPE_F32) {
+            j.xf = x;
+        } else {
+            const size_t nx = (size_t)(n_rows * n_in);
+            if (qr_cpu_scratch_reserve(&cb->act, nx * (sizeof(float) + sizeof(uint16_t)), err) != QR_OK) return QR_ERR;
+            float *xf = cb->act.ptr;
             uint16_t *xh = (uint16_t *)(xf + nx);
-            for (size_t i = 0; i < nx; i++) xh[i] = qr_f32_to_f16(j.xf[i]);
-            j.xh = xh;
+            convert_half(j.vtype, x, nx, xf, xh);
+            j.xf = xf;
+            j.xh = j.vtype == QR_TYPE_F16 ? xh : NULL;
         }
-        /* 4 rows: the AVX-512 float GEMM widens 4 weight rows at a time */
+        /* a dequantized row (scalar kernels), or 4 widened rows (the AVX-512 float GEMM) */
         if (qr_cpu_reserve_per_thread(cb, (size_t)n_in * 4 * sizeof(float) + 64, err) != QR_OK) return QR_ERR;
     }
     int64_t grain = n_out / (cb->n_threads * 8) > 4 ? n_out / (cb->n_threads * 8) : 4;

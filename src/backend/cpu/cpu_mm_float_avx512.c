@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "backend/cpu/cpu_internal.h"
+#include "backend/cpu/cpu_simd_avx512.h"
 
 /* 16 weights of a row as floats. */
 static inline __m512 load_w(qr_type t, const uint8_t *row, int64_t i) {
@@ -25,13 +26,6 @@ static inline __m512 load_w(qr_type t, const uint8_t *row, int64_t i) {
     const __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)row + i));
     if (t == QR_TYPE_F16) return _mm512_cvtph_ps(h);
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); /* BF16 */
-}
-
-static inline float reduce16(__m512 v) {
-    const __m256 h = _mm256_add_ps(_mm512_extractf32x8_ps(v, 1), _mm512_castps512_ps256(v));
-    const __m128 g = _mm_add_ps(_mm256_extractf128_ps(h, 1), _mm256_castps256_ps128(h));
-    const __m128 t = _mm_add_ps(g, _mm_movehl_ps(g, g));
-    return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
 }
 
 /* tinyBLAS order, tiles of up to 4 x 4 (weight rows x activation rows); the weight rows
@@ -50,7 +44,7 @@ static inline __attribute__((always_inline)) void gemm_tile(const mm_job *j, con
         }
     }
     for (int a = 0; a < no; a++)
-        for (int b = 0; b < nr; b++) j->y[(r + b) * j->n_out + o + a] = reduce16(acc[a][b]);
+        for (int b = 0; b < nr; b++) j->y[(r + b) * j->n_out + o + a] = qr_reduce16_ps(acc[a][b]);
 }
 
 static void gemm_edge(const mm_job *j, const float *wf, int64_t o, int no, int64_t r, int nr) {
@@ -88,7 +82,7 @@ static float dot_vec(qr_type t, const uint8_t *row, const float *x, int64_t n) {
     }
     s[0] = _mm512_add_ps(s[0], s[2]);
     s[1] = _mm512_add_ps(s[1], s[3]);
-    float sum = reduce16(_mm512_add_ps(s[0], s[1]));
+    float sum = qr_reduce16_ps(_mm512_add_ps(s[0], s[1]));
     if (np == n) return sum;
     /* the tail as qr_cpu_dot_f32_vec sums it (blocks of 16 and 8 multiply then add, the
      * last < 8 fused) */
