@@ -103,6 +103,12 @@ typedef struct qr_ctx_params {
                              default false: prompt batches use llama.cpp's prompt order,
                              which reproduces its logits bit for bit on F32/F16 models */
     qr_device device;  /* default QR_DEVICE_AUTO */
+    int32_t n_gpu_layers; /* on the CUDA device: the last n_gpu_layers layers, the output norm
+                             and the output matrix run on the GPU, the token embedding and
+                             the layers before them on the CPU (models larger than the card).
+                             -1 (default) or any value >= the model's layer count: all on
+                             the GPU (llama.cpp's -ngl 99 habit); 0: only the output on the
+                             GPU. Other negative values are an error. Ignored on the CPU */
 } qr_ctx_params;
 
 qr_ctx_params qr_ctx_default_params(void);
@@ -112,6 +118,9 @@ int32_t qr_ctx_n_ctx(const qr_ctx *c);
 int32_t qr_ctx_n_threads(const qr_ctx *c);
 /* The device the context computes on (never QR_DEVICE_AUTO). */
 qr_device qr_ctx_device(const qr_ctx *c);
+/* Layers the GPU runs (n_gpu_layers resolved): 0 on the CPU device, the layer count when
+ * all are there. */
+int32_t qr_ctx_n_gpu_layers(const qr_ctx *c);
 
 /* A batch of rows: row i feeds tokens[i] at position pos[i] of sequence seq_id[i]. A
  * sequence's positions are contiguous from 0: a row's position may be at most the

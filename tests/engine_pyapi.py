@@ -44,7 +44,8 @@ class Batch(C.Structure):
 class CtxParams(C.Structure):
     _fields_ = [('n_ctx', C.c_int32), ('n_batch', C.c_int32), ('n_seq_max', C.c_int32),
                 ('n_threads', C.c_int32), ('kv_f32', C.c_bool), ('batch_invariant', C.c_bool),
-                ('device', C.c_int)]  # qr_device: 0 auto, 1 cpu, 2 cuda
+                ('device', C.c_int),  # qr_device: 0 auto, 1 cpu, 2 cuda
+                ('n_gpu_layers', C.c_int32)]  # must mirror include/quarrel.h field for field
 
 
 def _arr(ctype, values):

@@ -34,15 +34,19 @@ def finish(name):
 
 
 class Server:
-    """A `quarrel serve` child process on 127.0.0.1 and a port the kernel picked."""
+    """A `quarrel serve` child process on 127.0.0.1 and a port the kernel picked. device:
+    its --device; the CPU unless a test asks for CUDA, since the CPU tests compare with
+    llama.cpp's CPU outputs and `auto` would pick a GPU where there is one."""
 
-    def __init__(self, model, *args, bin_path=None, env=None, startup_s=120):
-        cmd = [bin_path or os.environ['QUARREL_BIN'], 'serve', '-m', model, '--port', '0', '-t', '2'] + list(args)
+    def __init__(self, model, *args, bin_path=None, env=None, startup_s=120, device='cpu'):
+        cmd = [bin_path or os.environ['QUARREL_BIN'], 'serve', '-m', model, '--port', '0', '-t', '2',
+               '--device', device] + list(args)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      env=dict(os.environ, QUARREL_LOG_LEVEL='warn', **(env or {})))
         self.stderr_lines = []
         threading.Thread(target=self._drain_stderr, daemon=True).start()
         line = self._read_banner(startup_s)
+        self.banner = line or ''
         m = re.search(r'listening on http://127\.0\.0\.1:(\d+)', line or '')
         if not m:
             self.proc.kill()

@@ -4,12 +4,11 @@
  * models of every architecture written to a temporary folder: F16, Q8_0 and Q4_K_M,
  * Mistral and Gemma 3 with a 16-token sliding window so the ring wraps) a CUDA context
  * and a CPU context take the same 40-token prompt in one batch, logits for every row.
- * The CPU runs an F32 copy of the weights (`quarrel quantize IN OUT F32`): the CPU
- * backend rounds activations to 8 bits before quantized products (llama.cpp's rule) and
- * CUDA keeps them in F32, and that rounding alone moves these random models' logits by
- * 2-4% (docs/cuda.md); against the F32 copy both compute the same function.
- *   - ||cuda - cpu||_2 / ||cpu||_2 < 1e-2 at every position, and < 0.1 against the CPU on
- *     the quantized file itself (printed);
+ * Both run the same file: CUDA rounds a quantized product's activations to the CPU
+ * backend's 8-bit grid (the integer GEMV for decode, the rounding before cuBLAS for
+ * prompts; docs/cuda.md, "Numerics"), so the two compute the same function up to the
+ * order of float sums.
+ *   - ||cuda - cpu||_2 / ||cpu||_2 < 1e-2 at every position;
  *   - then 32 greedy tokens, one per step (the CUDA graph path), must be identical, with
  *     the same bound on each step's logits. A divergence at a near tie (the CPU's margin
  *     between the two tokens within twice the largest logit difference) is printed and
@@ -24,28 +23,11 @@
 #include <unistd.h>
 
 #include "backend/cuda/cuda_backend.h"
+#include "logits_compare.h"
 #include "quarrel.h"
 #include "testing.h"
 
 enum { N_PROMPT = 40, N_GEN = 32, N_CTX = 256 };
-
-static double rel_l2(const float *a, const float *ref, int32_t n) {
-    double d = 0.0, r = 0.0;
-    for (int32_t i = 0; i < n; i++) {
-        const double e = (double)a[i] - (double)ref[i];
-        d += e * e;
-        r += (double)ref[i] * (double)ref[i];
-    }
-    if (!isfinite(d)) return INFINITY;
-    return r > 0.0 ? sqrt(d / r) : sqrt(d);
-}
-
-static int32_t argmax(const float *x, int32_t n) {
-    int32_t best = 0;
-    for (int32_t i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return best;
-}
 
 static qr_ctx *make_ctx(qr_model *m, qr_device dev, bool batch_invariant) {
     char err[512];
@@ -60,75 +42,36 @@ static qr_ctx *make_ctx(qr_model *m, qr_device dev, bool batch_invariant) {
     return c;
 }
 
-static bool decode(qr_ctx *c, const qr_token *t, int32_t n, bool all_logits) {
-    char err[512];
-    int8_t want[N_PROMPT];
-    for (int32_t i = 0; i < n; i++) want[i] = 1;
-    qr_batch b = {.n_tokens = n, .tokens = t, .logits = all_logits ? want : NULL};
-    const int rc = qr_decode(c, &b, err, sizeof err);
-    CHECK_MSG(rc == 0, "decode: %s", err);
-    return rc == 0;
-}
-
-static void prompt_tokens(int32_t n_vocab, qr_token *out) {
-    uint32_t s = 12345u;
-    for (int i = 0; i < N_PROMPT; i++) {
-        s = s * 1664525u + 1013904223u;
-        out[i] = (qr_token)((s >> 8) % (uint32_t)n_vocab);
-    }
-}
-
-/* Prompt logits at every position, then greedy tokens: CUDA on `path` against the CPU on
- * `ref_path` (the same weights dequantized to F32, or path itself), bound `tol`; plus,
- * for information and with a loose bound, against the CPU on path itself. */
-static void compare_model(const char *path, const char *ref_path, double tol) {
+/* Prompt logits at every position, then greedy tokens: CUDA against the CPU on the same
+ * file, bound `tol`. */
+static void compare_model(const char *path, double tol) {
     char err[512];
     qr_model *m = qr_model_load(path, err, sizeof err);
     CHECK_MSG(m != NULL, "%s: %s", path, err);
     if (!m) return;
-    qr_model *mr = strcmp(ref_path, path) ? qr_model_load(ref_path, err, sizeof err) : m;
-    CHECK_MSG(mr != NULL, "%s: %s", ref_path, err);
-    if (!mr) {
-        qr_model_free(m);
-        return;
-    }
     const int32_t nv = qr_model_n_vocab(m);
-    qr_ctx *cpu = make_ctx(mr, QR_DEVICE_CPU, false), *gpu = make_ctx(m, QR_DEVICE_CUDA, false);
-    qr_ctx *cpu_q = mr != m ? make_ctx(m, QR_DEVICE_CPU, false) : NULL;
-    double worst = 0.0, worst_q = 0.0;
+    qr_ctx *cpu = make_ctx(m, QR_DEVICE_CPU, false), *gpu = make_ctx(m, QR_DEVICE_CUDA, false);
+    double worst = 0.0;
     int32_t same = 0;
     qr_token prompt[N_PROMPT];
-    prompt_tokens(nv, prompt);
-    if (cpu_q && decode(cpu_q, prompt, N_PROMPT, true)) {
-        qr_ctx *gq = make_ctx(m, QR_DEVICE_CUDA, false);
-        if (gq && decode(gq, prompt, N_PROMPT, true)) {
-            for (int32_t i = 0; i < N_PROMPT; i++) {
-                const double e = rel_l2(qr_get_logits(gq, i), qr_get_logits(cpu_q, i), nv);
-                CHECK_MSG(e < 0.1, "%s: prompt position %d: relative error %.3g against the CPU on the same file", path,
-                          i, e);
-                if (e > worst_q) worst_q = e;
-            }
-        }
-        qr_ctx_free(gq);
-    }
-    if (cpu && gpu && decode(cpu, prompt, N_PROMPT, true) && decode(gpu, prompt, N_PROMPT, true)) {
+    qr_test_prompt(nv, N_PROMPT, prompt);
+    if (cpu && gpu && qr_test_decode(cpu, prompt, N_PROMPT, true) && qr_test_decode(gpu, prompt, N_PROMPT, true)) {
         for (int32_t i = 0; i < N_PROMPT; i++) {
-            const double e = rel_l2(qr_get_logits(gpu, i), qr_get_logits(cpu, i), nv);
+            const double e = qr_rel_l2(qr_get_logits(gpu, i), qr_get_logits(cpu, i), nv);
             CHECK_MSG(e < tol, "%s: prompt position %d: relative error %.3g", path, i, e);
             if (e > worst) worst = e;
         }
         for (int32_t g = 0; g < N_GEN; g++) {
             const float *lc = qr_get_logits(cpu, -1), *lg = qr_get_logits(gpu, -1);
-            const double e = rel_l2(lg, lc, nv);
+            const double e = qr_rel_l2(lg, lc, nv);
             CHECK_MSG(e < tol, "%s: generated token %d: relative error %.3g", path, g, e);
             if (e > worst) worst = e;
-            const qr_token tc = argmax(lc, nv), tg = argmax(lg, nv);
+            const qr_token tc = qr_argmax(lc, nv), tg = qr_argmax(lg, nv);
             if (tc != tg) {
                 /* A near tie (the CPU's margin between the two tokens within twice the
                  * largest logit difference) is reported, not failed: any rounding
                  * difference may flip it. Otherwise the backends disagree. */
-                double dmax = 0.0;
-                for (int32_t i = 0; i < nv; i++) dmax = fmax(dmax, fabs((double)lg[i] - (double)lc[i]));
+                const double dmax = qr_max_abs_diff(lg, lc, nv);
                 const double margin = (double)lc[tc] - (double)lc[tg];
                 CHECK_MSG(margin <= 2.0 * dmax, "%s: generated token %d differs: cpu %d, cuda %d (margin %.3g)", path,
                           g, tc, tg, margin);
@@ -137,38 +80,18 @@ static void compare_model(const char *path, const char *ref_path, double tol) {
                 break;
             }
             same++;
-            if (!decode(cpu, &tc, 1, false) || !decode(gpu, &tg, 1, false)) break;
+            if (!qr_test_decode(cpu, &tc, 1, false) || !qr_test_decode(gpu, &tg, 1, false)) break;
         }
     }
-    printf("%-34s %-7s rel. error %.2e vs CPU%s, greedy identical %2d/%d", strrchr(path, '/') + 1, qr_model_arch(m),
-           worst, mr != m ? " on F32 copy" : "            ", same, N_GEN);
-    if (cpu_q) printf(" | vs CPU on this file %.2e", worst_q);
-    printf("\n");
-    qr_ctx_free(cpu_q);
+    printf("%-34s %-7s rel. error %.2e vs CPU, greedy identical %2d/%d\n", strrchr(path, '/') + 1,
+           qr_model_arch(m), worst, same, N_GEN);
     qr_ctx_free(cpu);
     qr_ctx_free(gpu);
-    if (mr != m) qr_model_free(mr);
     qr_model_free(m);
 }
 
-/* CUDA on path against the CPU on an F32 copy of its weights (`quarrel quantize ... F32`):
- * the same function computed without the CPU's 8-bit activations. Float models serve as
- * their own reference. */
-static void check_model(const char *path, const char *tmpdir) {
-    const char *name = strrchr(path, '/') + 1;
-    const char *bin = getenv("QUARREL_BIN");
-    if (strstr(name, "F32") || strstr(name, "stories260K") || !bin) {
-        compare_model(path, path, 1e-2);
-        return;
-    }
-    char ref[1024], cmd[2600];
-    snprintf(ref, sizeof ref, "%s/f32-%s", tmpdir, name);
-    snprintf(cmd, sizeof cmd, "'%s' quantize '%s' '%s' F32 >/dev/null 2>&1", bin, path, ref);
-    const int rc = system(cmd);
-    CHECK_MSG(rc == 0, "%s failed (%d)", cmd, rc);
-    if (rc == 0) compare_model(path, ref, 1e-2);
-    remove(ref);
-}
+/* CUDA on path against the CPU on the same file. */
+static void check_model(const char *path) { compare_model(path, 1e-2); }
 
 /* A row's CUDA logits are the same alone or in any batch (batch_invariant mode). */
 static void check_batch_invariance(const char *path) {
@@ -177,7 +100,7 @@ static void check_batch_invariance(const char *path) {
     if (!m) return;
     const int32_t nv = qr_model_n_vocab(m);
     qr_token prompt[N_PROMPT];
-    prompt_tokens(nv, prompt);
+    qr_test_prompt(nv, N_PROMPT, prompt);
     const int32_t sizes[] = {N_PROMPT, 7, 1};
     float *ref = malloc((size_t)N_PROMPT * (size_t)nv * sizeof(float));
     REQUIRE(ref);
@@ -187,7 +110,7 @@ static void check_batch_invariance(const char *path) {
         int32_t bad = 0;
         for (int32_t i0 = 0; i0 < N_PROMPT; i0 += sizes[k]) {
             const int32_t n = N_PROMPT - i0 < sizes[k] ? N_PROMPT - i0 : sizes[k];
-            if (!decode(c, prompt + i0, n, true)) break;
+            if (!qr_test_decode(c, prompt + i0, n, true)) break;
             for (int32_t i = 0; i < n; i++) {
                 float *r = ref + (size_t)(i0 + i) * (size_t)nv;
                 const float *l = qr_get_logits(c, i);
@@ -220,7 +143,7 @@ static void synth_models(const char *dir) {
                      slide ? "--window 16" : "", path);
             const int rc = system(cmd);
             CHECK_MSG(rc == 0, "%s failed (%d)", cmd, rc);
-            if (rc == 0) check_model(path, dir);
+            if (rc == 0) check_model(path);
             remove(path);
         }
     }
@@ -237,14 +160,14 @@ int main(void) {
         char path[1024];
         snprintf(path, sizeof path, "%s/models/stories260K.gguf", shared);
         if (access(path, R_OK) == 0) {
-            check_model(path, dir);
+            check_model(path);
             check_batch_invariance(path);
         }
         const char *synth[] = {"F32", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K_M",
                                "Q4_K_M", "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS"};
         for (size_t i = 0; i < sizeof synth / sizeof synth[0]; i++) {
             snprintf(path, sizeof path, "%s/models/synth/tiny-llama-%s.gguf", shared, synth[i]);
-            if (access(path, R_OK) == 0) check_model(path, dir);
+            if (access(path, R_OK) == 0) check_model(path);
             else printf("absent: %s\n", path);
         }
     } else {

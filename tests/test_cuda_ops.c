@@ -11,6 +11,8 @@
  *   - attention over random cell lists (GQA, head dims 8..256, soft-capping, F32 and F16
  *     caches, 1 and 7 splits): < 1e-5 with F32 cells; < 3e-3 with F16 cells, where the
  *     CPU rounds Q and its V accumulator to F16 and CUDA keeps both in F32.
+ *   - the tensor-core prompt attention (one sequence, causal, sliding windows shorter and
+ *     longer than its 64-row tiles, GQA, soft-capping, head dims 64/128/256): < 4e-3.
  * Exits 77 without a CUDA device. */
 #include <math.h>
 #include <stdint.h>
@@ -325,6 +327,69 @@ static void test_attention(qr_backend *cpu) {
     CHECK(qr_cuda_attention(&bad, 1, NULL, NULL, NULL, &e) == QR_ERR);
 }
 
+/* The tensor-core prompt kernel against the CPU op: one sequence whose positions p0 ..
+ * p0 + n_rows - 1 are new (earlier positions already cached), each position in a random
+ * cell, rows seeing positions max(0, pos - window + 1) .. pos (window 0: all). n_rows not
+ * a multiple of the CTA's 64 rows, windows shorter than 64 (rows of one CTA then read
+ * disjoint ranges), GQA, soft-capping, every head dim the kernel takes. */
+static void test_attention_prefill_case(qr_backend *cpu, int n_head, int n_head_kv, int hd, int n_rows, int p0,
+                                        int window, float softcap) {
+    qr_error e;
+    const int n_pos = p0 + n_rows, n_cells = n_pos + 7;
+    const int64_t stride = (int64_t)n_head_kv * hd, nkv = (int64_t)n_cells * stride;
+    float *q = rand_floats((int64_t)n_rows * n_head * hd, 1.0f), *kf = rand_floats(nkv, 1.0f), *vf = rand_floats(nkv, 1.0f);
+    uint16_t *kh = malloc((size_t)nkv * 2), *vh = malloc((size_t)nkv * 2);
+    for (int64_t i = 0; i < nkv; i++) kh[i] = qr_f32_to_f16(kf[i]), vh[i] = qr_f32_to_f16(vf[i]);
+    int32_t *cell_of = malloc((size_t)n_cells * sizeof *cell_of), *pos = malloc((size_t)n_rows * sizeof *pos);
+    for (int i = 0; i < n_cells; i++) cell_of[i] = i;
+    for (int i = n_cells - 1; i > 0; i--) { /* a random cell per position */
+        const int j = (int)(unif() * (i + 1)), t = cell_of[i];
+        cell_of[i] = cell_of[j], cell_of[j] = t;
+    }
+    int64_t *off = malloc((size_t)(n_rows + 1) * sizeof *off);
+    int32_t *cells = malloc((size_t)n_rows * n_pos * sizeof *cells);
+    off[0] = 0;
+    for (int r = 0; r < n_rows; r++) {
+        pos[r] = p0 + r;
+        const int lo = window > 0 && pos[r] - window + 1 > 0 ? pos[r] - window + 1 : 0;
+        off[r + 1] = off[r];
+        for (int p = lo; p <= pos[r]; p++) cells[off[r + 1]++] = cell_of[p];
+    }
+    const int64_t nout = (int64_t)n_rows * n_head * hd;
+    float *ref = malloc((size_t)nout * 4);
+    qr_attn_args a = {q, n_rows, n_head, n_head_kv, hd, hd, false, kh, vh, stride, stride, cells, off,
+                      1.0f / sqrtf((float)hd), softcap, false, ref};
+    REQUIRE(cpu->ops->attention(cpu, &a, &e) == QR_OK);
+    qr_attn_args d = a;
+    d.q = dev_copy(q, (size_t)nout * 4), d.out = dev_poisoned(nout);
+    d.k = dev_copy(kh, (size_t)nkv * 2), d.v = dev_copy(vh, (size_t)nkv * 2);
+    d.cells = dev_copy(cells, (size_t)off[n_rows] * 4), d.cells_off = dev_copy(off, (size_t)(n_rows + 1) * 8);
+    int32_t *dpos = dev_copy(pos, (size_t)n_rows * 4);
+    REQUIRE(qr_cuda_attention_prefill_supported(&d));
+    REQUIRE(qr_cuda_attention_prefill(&d, dpos, NULL, &e) == QR_OK);
+    float *got = download(d.out, nout);
+    const double err = rel_err(got, ref, nout);
+    CHECK_MSG(err < 4e-3, "prefill attention heads %d/%d dim %d rows %d from %d window %d softcap %g: relative error %.3g",
+              n_head, n_head_kv, hd, n_rows, p0, window, (double)softcap, err);
+    free(q), free(kf), free(vf), free(kh), free(vh), free(cell_of), free(pos), free(off), free(cells), free(ref);
+    free(got);
+    qr_cuda_free((void *)d.q), qr_cuda_free(d.out), qr_cuda_free((void *)d.k), qr_cuda_free((void *)d.v);
+    qr_cuda_free((void *)d.cells), qr_cuda_free((void *)d.cells_off), qr_cuda_free(dpos);
+}
+
+static void test_attention_prefill(qr_backend *cpu) {
+    test_attention_prefill_case(cpu, 8, 2, 64, 150, 0, 0, 0.0f);
+    test_attention_prefill_case(cpu, 4, 4, 128, 64, 37, 0, 0.0f);
+    test_attention_prefill_case(cpu, 6, 3, 128, 200, 300, 50, 0.0f);
+    test_attention_prefill_case(cpu, 4, 1, 256, 97, 5, 70, 50.0f);
+    test_attention_prefill_case(cpu, 2, 1, 64, 9, 1000, 16, 0.0f);
+    qr_attn_args bad = {0};
+    bad.n_head = bad.n_head_kv = 4, bad.head_dim_k = bad.head_dim_v = 40, bad.kv_stride_k = bad.kv_stride_v = 160;
+    CHECK(!qr_cuda_attention_prefill_supported(&bad));
+    qr_error e;
+    CHECK(qr_cuda_attention_prefill(&bad, NULL, NULL, &e) == QR_ERR);
+}
+
 int main(void) {
     qr_error e;
     int n = 0;
@@ -336,6 +401,7 @@ int main(void) {
     test_rmsnorm_glu(cpu);
     test_rope(cpu);
     test_attention(cpu);
+    test_attention_prefill(cpu);
     REQUIRE(qr_cuda_synchronize(&e) == QR_OK);
     qr_backend_destroy(cpu);
     return qr_test_finish("test_cuda_ops");

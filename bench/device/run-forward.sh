@@ -20,19 +20,11 @@ TYPES=${TYPES:-Q4_K_M Q4_0 Q8_0 F16}
 MODELS_DIR=${MODELS_DIR:-/tmp/qr-models}
 mkdir -p "$OUT" "$MODELS_DIR"
 cd "$ROOT" || exit 1
-. "$ROOT/bench/device/devdeps.sh"
-if [ -z "${QUARREL_SHARED:-}" ]; then
-  if [ -d "$ROOT/.devdeps/shared" ]; then QUARREL_SHARED=$ROOT/.devdeps/shared; else QUARREL_SHARED=$ROOT/../shared; fi
-fi
-export QUARREL_SHARED
-
-{ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv; nvcc --version | tail -2; } | tee "$OUT/device.txt"
-c=$(git -C "$ROOT" rev-parse --verify -q HEAD 2>/dev/null) || c="unknown (no git history here)"
-echo "commit: $c" | tee -a "$OUT/device.txt"
+. "$ROOT/bench/device/devdeps.sh" # also QUARREL_SHARED and $OUT/device.txt
 
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
   -DQUARREL_SHARED_DIR="$QUARREL_SHARED" >"$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
-cmake --build "$BUILD" -j"${JOBS:-$(nproc)}" --target quarrel_cli test_cuda_kernels test_cuda_ops test_cuda_forward cuda_forward_bench \
+cmake --build "$BUILD" -j"${JOBS:-$(nproc)}" \
   >"$OUT/build.log" 2>&1 || { grep -E "error|Error" -A3 "$OUT/build.log" | head -60; exit 1; }
 echo "built"
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "core/log.h"
 #include "core/threadpool.h"
 #include "engine/forward.h"
 #include "engine/kv_cache.h"
@@ -27,6 +28,9 @@ struct qr_ctx {
 #ifdef QUARREL_HAVE_CUDA
     qr_cuda_forward *cfwd; /* device QR_DEVICE_CUDA: the forward pass on the GPU */
 #endif
+    uint32_t n_cpu_layers; /* -ngl on CUDA: fwd runs layers 0 .. n_cpu_layers-1, cfwd the rest */
+    float *hidden;         /* the split pass's hand-over: n_batch x n_embd */
+    int32_t *saved_len;    /* the split pass's KV rollback: n_batch */
     int32_t n_ctx, n_batch, n_threads;
     float *logits;         /* rows that asked, in row order */
     size_t logits_cap;     /* floats */
@@ -100,7 +104,7 @@ int32_t qr_model_token_to_piece(const qr_model *m, qr_token t, bool special, cha
 
 qr_ctx_params qr_ctx_default_params(void) {
     qr_ctx_params p = {.n_ctx = 0, .n_batch = 512, .n_seq_max = 1, .n_threads = 0, .kv_f32 = false,
-                       .batch_invariant = false, .device = QR_DEVICE_AUTO};
+                       .batch_invariant = false, .device = QR_DEVICE_AUTO, .n_gpu_layers = -1};
     return p;
 }
 
@@ -125,6 +129,9 @@ static int check_ctx_params(const qr_model *m, const qr_ctx_params *p, qr_ctx_pa
     if (p->n_batch < 1) return qr_fail(e, "n_batch must be >= 1 (got %d)", p->n_batch);
     if (p->n_seq_max < 1) return qr_fail(e, "n_seq_max must be >= 1 (got %d)", p->n_seq_max);
     if (p->n_threads < 0 || p->n_threads > 1024) return qr_fail(e, "n_threads must be in 0..1024 (got %d)", p->n_threads);
+    if (p->n_gpu_layers < -1) {
+        return qr_fail(e, "n_gpu_layers must be -1 (all) or >= 0 (got %d)", p->n_gpu_layers);
+    }
     if (out->n_ctx == 0) {
         const int32_t train = (int32_t)m->desc.hp.n_ctx;
         out->n_ctx = train < 4096 ? train : 4096;
@@ -133,6 +140,25 @@ static int check_ctx_params(const qr_model *m, const qr_ctx_params *p, qr_ctx_pa
     if (out->n_threads == 0) out->n_threads = qr_threadpool_default_threads();
     return resolve_device(out, e);
 }
+
+/* -ngl: the layers the CPU runs before the GPU takes over; 0 when the GPU runs them all
+ * (n_gpu_layers -1 or >= the layer count, llama.cpp's meaning) or there is no GPU. */
+static uint32_t split_point(const qr_model *m, const qr_ctx_params *p) {
+    const uint32_t n_layer = m->desc.hp.n_layer;
+    if (p->device != QR_DEVICE_CUDA || p->n_gpu_layers < 0 || (uint32_t)p->n_gpu_layers >= n_layer) return 0;
+    return n_layer - (uint32_t)p->n_gpu_layers;
+}
+
+#ifdef QUARREL_HAVE_CUDA
+static int alloc_split(qr_ctx *c, qr_error *e) {
+    c->hidden = malloc((size_t)c->n_batch * (size_t)c->m->desc.hp.n_embd * sizeof(float));
+    c->saved_len = malloc((size_t)c->n_batch * sizeof *c->saved_len);
+    if (!c->hidden || !c->saved_len) return qr_fail(e, "out of memory for the CPU/GPU hand-over buffers");
+    QR_LOG_INFO("api", "-ngl: layers 0..%u and the embedding on the CPU, %u layers and the output on the GPU",
+                c->n_cpu_layers - 1, c->m->desc.hp.n_layer - c->n_cpu_layers);
+    return QR_OK;
+}
+#endif
 
 qr_ctx *qr_ctx_create(qr_model *m, const qr_ctx_params *p, char *err, size_t err_size) {
     qr_error e = {{0}};
@@ -153,14 +179,19 @@ qr_ctx *qr_ctx_create(qr_model *m, const qr_ctx_params *p, char *err, size_t err
     c->n_batch = cp.n_batch;
     c->n_threads = cp.n_threads;
     c->last_logit_row = -1;
-    qr_kv_params kp = {.n_ctx = cp.n_ctx, .n_seq_max = cp.n_seq_max, .max_batch = cp.n_batch, .f32 = cp.kv_f32};
+    c->n_cpu_layers = split_point(m, &cp);
+    /* On CUDA the GPU layers' cells live on the device only. */
+    const int32_t n_dev_layers = cp.device == QR_DEVICE_CUDA ? (int32_t)(m->desc.hp.n_layer - c->n_cpu_layers) : 0;
+    qr_kv_params kp = {.n_ctx = cp.n_ctx, .n_seq_max = cp.n_seq_max, .max_batch = cp.n_batch, .f32 = cp.kv_f32,
+                       .n_device_layers = n_dev_layers};
     c->device = cp.device;
     c->batch_invariant = cp.batch_invariant;
     if (qr_kv_create(&m->desc, &kp, &c->kv, &e) != QR_OK) goto fail;
 #ifdef QUARREL_HAVE_CUDA
     if (cp.device == QR_DEVICE_CUDA) {
-        if (qr_cuda_forward_create(m, c->kv, cp.n_batch, cp.n_ctx, &c->cfwd, &e) != QR_OK) goto fail;
-        return c;
+        if (qr_cuda_forward_create(m, c->kv, cp.n_batch, cp.n_ctx, c->n_cpu_layers, &c->cfwd, &e) != QR_OK) goto fail;
+        if (c->n_cpu_layers == 0) return c;
+        if (alloc_split(c, &e) != QR_OK) goto fail; /* and the CPU's layers below */
     }
 #endif
     if (qr_backend_cpu_create(cp.n_threads, &c->be, &e) != QR_OK) goto fail;
@@ -173,6 +204,18 @@ fail:
     return NULL;
 }
 
+static void free_logits(qr_ctx *c) {
+#ifdef QUARREL_HAVE_CUDA
+    if (c->device == QR_DEVICE_CUDA) {
+        qr_cuda_host_free(c->logits);
+        c->logits = NULL;
+        return;
+    }
+#endif
+    free(c->logits);
+    c->logits = NULL;
+}
+
 void qr_ctx_free(qr_ctx *c) {
     if (!c) return;
     qr_forward_free(c->fwd);
@@ -181,7 +224,9 @@ void qr_ctx_free(qr_ctx *c) {
 #endif
     qr_kv_free(c->kv);
     qr_backend_destroy(c->be);
-    free(c->logits);
+    free(c->hidden);
+    free(c->saved_len);
+    free_logits(c);
     free(c->logit_row);
     free(c);
 }
@@ -189,6 +234,9 @@ void qr_ctx_free(qr_ctx *c) {
 int32_t qr_ctx_n_ctx(const qr_ctx *c) { return c->n_ctx; }
 int32_t qr_ctx_n_threads(const qr_ctx *c) { return c->n_threads; }
 qr_device qr_ctx_device(const qr_ctx *c) { return c->device; }
+int32_t qr_ctx_n_gpu_layers(const qr_ctx *c) {
+    return c->device == QR_DEVICE_CUDA ? (int32_t)(c->m->desc.hp.n_layer - c->n_cpu_layers) : 0;
+}
 int32_t qr_ctx_seq_len(const qr_ctx *c, int32_t seq_id) { return qr_kv_seq_len(c->kv, seq_id); }
 
 int qr_ctx_seq_truncate(qr_ctx *c, int32_t seq_id, int32_t pos, char *err, size_t err_size) {
@@ -202,13 +250,13 @@ int qr_ctx_seq_truncate(qr_ctx *c, int32_t seq_id, int32_t pos, char *err, size_
 
 int qr_ctx_seq_copy(qr_ctx *c, int32_t src, int32_t dst, int32_t n, char *err, size_t err_size) {
     qr_error e = {{0}};
-    if (c->device == QR_DEVICE_CUDA) {
-        /* The cells live on the device; copying them there is not written yet. */
-        qr_fail(&e, "qr_ctx_seq_copy: not supported on the CUDA device yet");
-        set_err(err, err_size, &e);
-        return -1;
-    }
-    if (qr_kv_seq_copy(c->kv, src, dst, n, &e) != QR_OK) {
+    int rc = qr_kv_seq_copy(c->kv, src, dst, n, &e);
+#ifdef QUARREL_HAVE_CUDA
+    /* The sliding-window cells just copied live on the device: queue their copies now so
+     * that a failure is reported here, not at the next decode. */
+    if (rc == QR_OK && c->cfwd) rc = qr_cuda_forward_sync_kv(c->cfwd, &e);
+#endif
+    if (rc != QR_OK) {
         set_err(err, err_size, &e);
         return -1;
     }
@@ -223,12 +271,9 @@ qr_kv_stats qr_ctx_kv_stats(const qr_ctx *c) {
 
 void qr_ctx_set_activation_callback(qr_ctx *c, qr_activation_cb cb, void *user) {
 #ifdef QUARREL_HAVE_CUDA
-    if (c->cfwd) {
-        qr_cuda_forward_set_observer(c->cfwd, cb, user);
-        return;
-    }
+    if (c->cfwd) qr_cuda_forward_set_observer(c->cfwd, cb, user);
 #endif
-    qr_forward_set_observer(c->fwd, cb, user);
+    if (c->fwd) qr_forward_set_observer(c->fwd, cb, user); /* the CPU layers, split or not */
 }
 
 /* ---- Decode ------------------------------------------------------------------------------------ */
@@ -269,8 +314,15 @@ static int prepare_rows(qr_ctx *c, const qr_batch *b, rows *r, int32_t *n_want, 
 static int size_outputs(qr_ctx *c, int32_t n_rows, int32_t n_want, qr_error *e) {
     const size_t need = (size_t)n_want * (size_t)c->m->desc.hp.n_vocab;
     if (need > c->logits_cap) {
-        free(c->logits);
-        c->logits = malloc(need * sizeof(float));
+        free_logits(c);
+        c->logits_cap = 0;
+#ifdef QUARREL_HAVE_CUDA
+        /* Page-locked on the GPU: the logits' download is then one bus-speed copy. */
+        if (c->device == QR_DEVICE_CUDA) {
+            if (qr_cuda_host_alloc((void **)&c->logits, need * sizeof(float), e) != QR_OK) return QR_ERR;
+        } else
+#endif
+            c->logits = malloc(need * sizeof(float));
         c->logits_cap = c->logits ? need : 0;
         if (!c->logits) return qr_fail(e, "out of memory for %d rows of logits", n_want);
     }
@@ -283,8 +335,24 @@ static int size_outputs(qr_ctx *c, int32_t n_rows, int32_t n_want, qr_error *e) 
     return QR_OK;
 }
 
+#ifdef QUARREL_HAVE_CUDA
+/* -ngl: the CPU runs the embedding and its layers, the GPU the rest and the output. The
+ * rows enter the KV cache once for both halves; a failure in either drops them again. */
+static int forward_split(qr_ctx *c, const qr_fwd_batch *fb, float *out, qr_error *e) {
+    if (qr_forward_check_batch(c->m, c->n_batch, fb, e) != QR_OK) return QR_ERR;
+    if (qr_forward_append_rows(c->kv, fb, c->saved_len, e) != QR_OK) return QR_ERR;
+    if (qr_forward_run_first(c->fwd, c->kv, fb, c->n_cpu_layers, c->hidden, e) == QR_OK &&
+        qr_cuda_forward_run_last(c->cfwd, c->kv, fb, c->hidden, c->batch_invariant, out, e) == QR_OK) {
+        return QR_OK;
+    }
+    for (int32_t r = fb->n_rows - 1; r >= 0; r--) qr_kv_seq_truncate(c->kv, fb->seq[r], c->saved_len[r], NULL);
+    return QR_ERR;
+}
+#endif
+
 static int forward_run(qr_ctx *c, const qr_fwd_batch *fb, float *out, qr_error *e) {
 #ifdef QUARREL_HAVE_CUDA
+    if (c->cfwd && c->fwd) return forward_split(c, fb, out, e);
     if (c->cfwd) return qr_cuda_forward_run(c->cfwd, c->kv, fb, c->batch_invariant, out, e);
 #endif
     return qr_forward_run(c->fwd, c->kv, fb, out, e);

@@ -26,7 +26,10 @@ struct qr_forward {
     const qr_model *m;
     qr_backend *be;
     int32_t max_batch, n_ctx;
-    float *x, *h, *cur, *q, *k, *v, *attn, *gate, *up, *out_rows;
+    float *x, *h, *cur;
+    /* q, k, v and attn (attention), gate and up (FFN) and out_rows (the output) are never
+     * live at the same time: they share `work`, which holds the largest of the three. */
+    float *work, *q, *k, *v, *attn, *gate, *up, *out_rows;
     int64_t up_cols; /* columns of `up` per pass (the FFN's up projection runs in parts) */
     int32_t *cells;
     int64_t *cells_off;
@@ -54,23 +57,25 @@ int qr_forward_create(const qr_model *m, qr_backend *be, int32_t max_batch, int3
     f->x = alloc_f(B * hp->n_embd);
     f->h = alloc_f(B * hp->n_embd);
     f->cur = alloc_f(B * wide);
-    f->q = alloc_f(B * nq);
-    f->k = alloc_f(B * hp->n_head_kv * hp->head_dim_k);
-    f->v = alloc_f(B * hp->n_head_kv * hp->head_dim_v);
-    f->attn = alloc_f(B * nqv);
-    f->gate = alloc_f(B * hp->n_ff);
     /* Prompt batches compute the up projection a quarter of the columns at a time (in
      * parts that are multiples of 16, so the GLU's vector/tail split stays the row's), to
      * keep the batch's scratch small; decode keeps whole rows. */
     f->up_cols = B > 64 ? (((int64_t)hp->n_ff + 3) / 4 + 15) / 16 * 16 : hp->n_ff;
     if (f->up_cols > hp->n_ff) f->up_cols = hp->n_ff;
-    f->up = alloc_f(B * f->up_cols);
-    f->out_rows = alloc_f(B * hp->n_embd);
+    const int64_t nk = (int64_t)hp->n_head_kv * hp->head_dim_k, nv = (int64_t)hp->n_head_kv * hp->head_dim_v;
+    const int64_t attn_cols = nq + nk + nv + nqv, ffn_cols = hp->n_ff + f->up_cols;
+    int64_t work_cols = attn_cols > ffn_cols ? attn_cols : ffn_cols;
+    if (work_cols < hp->n_embd) work_cols = hp->n_embd;
+    f->work = alloc_f(B * work_cols);
+    if (f->work) {
+        f->q = f->work, f->k = f->q + B * nq, f->v = f->k + B * nk, f->attn = f->v + B * nv;
+        f->gate = f->work, f->up = f->gate + B * hp->n_ff;
+        f->out_rows = f->work;
+    }
     f->cells = malloc((size_t)(B * n_ctx) * sizeof *f->cells);
     f->cells_off = malloc((size_t)(B + 1) * sizeof *f->cells_off);
     f->out_idx = malloc((size_t)B * sizeof *f->out_idx);
-    if (!f->x || !f->h || !f->cur || !f->q || !f->k || !f->v || !f->attn || !f->gate || !f->up ||
-        !f->out_rows || !f->cells || !f->cells_off || !f->out_idx) {
+    if (!f->x || !f->h || !f->cur || !f->work || !f->cells || !f->cells_off || !f->out_idx) {
         qr_forward_free(f);
         return qr_fail(err, "out of memory for forward buffers (batch %d, context %d)", max_batch, n_ctx);
     }
@@ -80,7 +85,7 @@ int qr_forward_create(const qr_model *m, qr_backend *be, int32_t max_batch, int3
 
 void qr_forward_free(qr_forward *f) {
     if (!f) return;
-    float *bufs[] = {f->x, f->h, f->cur, f->q, f->k, f->v, f->attn, f->gate, f->up, f->out_rows};
+    float *bufs[] = {f->x, f->h, f->cur, f->work};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(f->cells);
     free(f->cells_off);
@@ -323,7 +328,11 @@ static int output(qr_forward *f, int64_t n_out, float *logits, qr_error *err) {
     return observe(f, -1, "logits", logits, n_out, n_vocab, err);
 }
 
-static int run_layers(qr_forward *f, qr_kv_cache *kv, const qr_fwd_batch *b, float *logits, qr_error *err) {
+/* The embedding and layers [0, n_layers) of every row, the hidden states left in f->x.
+ * to_output: the pass ends with the output here, so the model's last layer keeps only the
+ * rows that want logits; *rows receives the rows x holds. */
+static int run_layers(qr_forward *f, qr_kv_cache *kv, const qr_fwd_batch *b, uint32_t n_layers, bool to_output,
+                      int64_t *rows, qr_error *err) {
     const qr_descriptor *d = &f->m->desc;
     const int64_t R = b->n_rows;
     const qr_weight *e = &f->m->tok_embd;
@@ -331,26 +340,50 @@ static int run_layers(qr_forward *f, qr_kv_cache *kv, const qr_fwd_batch *b, flo
         return QR_ERR;
     }
     if (observe(f, -1, "embd", f->x, R, d->hp.n_embd, err) != QR_OK) return QR_ERR;
-    int64_t rows = R;
-    for (uint32_t il = 0; il < d->hp.n_layer; il++) {
+    *rows = R;
+    for (uint32_t il = 0; il < n_layers; il++) {
         if (attention_block(f, kv, il, b, err) != QR_OK) return qr_fail_prefix(err, "layer %u: ", il);
-        if (il == d->hp.n_layer - 1) rows = compact_outputs(f, b);
-        if (rows > 0 && ffn_block(f, il, rows, err) != QR_OK) return qr_fail_prefix(err, "layer %u: ", il);
+        if (to_output && il == d->hp.n_layer - 1) *rows = compact_outputs(f, b);
+        if (*rows > 0 && ffn_block(f, il, *rows, err) != QR_OK) return qr_fail_prefix(err, "layer %u: ", il);
     }
-    return output(f, rows, logits, err);
+    return QR_OK;
 }
 
-int qr_forward_run(qr_forward *f, qr_kv_cache *kv, const qr_fwd_batch *b, float *logits, qr_error *err) {
+/* Batch and workspace checks; kv must hold host cells for the n_layers layers run here
+ * (a cache made for a split pass has none for the GPU's). */
+static int check_run(const qr_forward *f, qr_kv_cache *kv, const qr_fwd_batch *b, uint32_t n_layers, qr_error *err) {
     if (qr_forward_check_batch(f->m, f->max_batch, b, err) != QR_OK) return QR_ERR;
     if (qr_kv_max_batch(kv) < b->n_rows) return qr_fail(err, "batch larger than the KV cache's max_batch");
     if (qr_kv_n_ctx(kv) > f->n_ctx) return qr_fail(err, "KV cache context exceeds the forward workspace");
+    if (n_layers > f->m->desc.hp.n_layer) {
+        return qr_fail(err, "forward: %u layers asked of a %u-layer model", n_layers, f->m->desc.hp.n_layer);
+    }
+    if (n_layers > 0 && !qr_kv_k(kv, n_layers - 1)) {
+        return qr_fail(err, "forward: the KV cache keeps layer %u on a device, not on the host", n_layers - 1);
+    }
+    return QR_OK;
+}
+
+int qr_forward_run(qr_forward *f, qr_kv_cache *kv, const qr_fwd_batch *b, float *logits, qr_error *err) {
+    if (check_run(f, kv, b, f->m->desc.hp.n_layer, err) != QR_OK) return QR_ERR;
     int32_t *saved = f->out_idx; /* scratch: max_batch entries */
     if (qr_forward_append_rows(kv, b, saved, err) != QR_OK) return QR_ERR;
-    if (run_layers(f, kv, b, logits, err) != QR_OK) {
+    int64_t rows = 0;
+    if (run_layers(f, kv, b, f->m->desc.hp.n_layer, true, &rows, err) != QR_OK ||
+        output(f, rows, logits, err) != QR_OK) {
         /* A failed pass (out of memory, a stop by the observer) leaves the rows' cells
          * half written: drop them, so the sequences end where they ended before. */
         for (int32_t r = b->n_rows - 1; r >= 0; r--) qr_kv_seq_truncate(kv, b->seq[r], saved[r], NULL);
         return QR_ERR;
     }
+    return QR_OK;
+}
+
+int qr_forward_run_first(qr_forward *f, qr_kv_cache *kv, const qr_fwd_batch *b, uint32_t n_layers, float *hidden,
+                         qr_error *err) {
+    if (check_run(f, kv, b, n_layers, err) != QR_OK) return QR_ERR;
+    int64_t rows = 0;
+    if (run_layers(f, kv, b, n_layers, false, &rows, err) != QR_OK) return QR_ERR;
+    memcpy(hidden, f->x, (size_t)(rows * f->m->desc.hp.n_embd) * sizeof(float));
     return QR_OK;
 }

@@ -44,6 +44,15 @@ void qr_forward_set_observer(qr_forward *f, qr_fwd_observer fn, void *user);
 int qr_forward_run(qr_forward *f, qr_kv_cache *kv, const qr_fwd_batch *b, float *logits,
                    qr_error *err);
 
+/* The CPU half of a pass split between devices (-ngl, src/engine/api.c): the embedding
+ * and layers 0 .. n_layers-1 of every row, whose hidden states (n_embd floats a row, in
+ * row order, before any output norm) go to hidden (caller-sized: rows x n_embd); the
+ * other device runs the remaining layers and the output. The rows must already be in kv
+ * (qr_forward_append_rows: the caller appends them once for both halves, and drops them
+ * when either half fails). */
+int qr_forward_run_first(qr_forward *f, qr_kv_cache *kv, const qr_fwd_batch *b, uint32_t n_layers, float *hidden,
+                         qr_error *err);
+
 /* The batch checks and KV bookkeeping of qr_forward_run, shared with the CUDA forward
  * pass (src/backend/cuda/cuda_forward.h). check_batch: 1..max_batch rows, tokens in the
  * vocabulary. append_rows: records every row's (sequence, position) in kv, or none

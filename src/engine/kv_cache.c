@@ -14,6 +14,7 @@ struct qr_kv_cache {
     int32_t n_ctx, n_seq_max, max_batch, page_size, max_pages, ring;
     bool f32;
     uint32_t n_layer, n_swa;
+    uint32_t n_host_layers; /* layers 0 .. n_host_layers-1 have host cells */
     int64_t stride_k, stride_v;
     size_t elem;
     bool *layer_swa;
@@ -39,7 +40,7 @@ static int alloc_layers(qr_kv_cache *kv, qr_error *err) {
     kv->k = calloc(kv->n_layer, sizeof *kv->k);
     kv->v = calloc(kv->n_layer, sizeof *kv->v);
     if (!kv->k || !kv->v) return qr_fail(err, "out of memory for the KV cache");
-    for (uint32_t il = 0; il < kv->n_layer; il++) {
+    for (uint32_t il = 0; il < kv->n_host_layers; il++) {
         const int64_t cells = qr_kv_layer_n_cells(kv, il);
         kv->k[il] = calloc((size_t)(cells * kv->stride_k), kv->elem);
         kv->v[il] = calloc((size_t)(cells * kv->stride_v), kv->elem);
@@ -72,6 +73,9 @@ int qr_kv_create(const qr_descriptor *d, const qr_kv_params *p, qr_kv_cache **ou
     if (p->n_seq_max < 1) return qr_fail(err, "n_seq_max must be >= 1 (got %d)", p->n_seq_max);
     if (p->max_batch < 1) return qr_fail(err, "max_batch must be >= 1 (got %d)", p->max_batch);
     if (p->page_size < 0) return qr_fail(err, "page_size must be >= 0 (got %d)", p->page_size);
+    if (p->n_device_layers < 0 || (uint32_t)p->n_device_layers > d->hp.n_layer) {
+        return qr_fail(err, "n_device_layers must be in 0..%u (got %d)", d->hp.n_layer, p->n_device_layers);
+    }
     qr_kv_cache *kv = calloc(1, sizeof *kv);
     if (!kv) return qr_fail(err, "out of memory for the KV cache");
     kv->n_ctx = p->n_ctx;
@@ -82,6 +86,7 @@ int qr_kv_create(const qr_descriptor *d, const qr_kv_params *p, qr_kv_cache **ou
     kv->f32 = p->f32;
     kv->elem = p->f32 ? 4 : 2;
     kv->n_layer = d->hp.n_layer;
+    kv->n_host_layers = kv->n_layer - (uint32_t)p->n_device_layers;
     kv->n_swa = d->n_swa;
     int64_t ring = (int64_t)d->n_swa + p->max_batch;
     kv->ring = (int32_t)(ring < p->n_ctx ? ring : p->n_ctx);
@@ -161,7 +166,7 @@ static int64_t swa_held_from(const qr_kv_cache *kv, const kv_seq *s) {
  * full-attention layers, or sliding-window rings). */
 static void copy_cells(qr_kv_cache *kv, bool swa, int64_t from, int64_t to, int64_t n) {
     for (uint32_t il = 0; il < kv->n_layer; il++) {
-        if (kv->layer_swa[il] != swa) continue;
+        if (kv->layer_swa[il] != swa || !kv->k[il]) continue; /* device layers: the hook copies */
         char *k = kv->k[il], *v = kv->v[il];
         const size_t bk = (size_t)kv->stride_k * kv->elem, bv = (size_t)kv->stride_v * kv->elem;
         memcpy(k + (size_t)to * bk, k + (size_t)from * bk, (size_t)n * bk);

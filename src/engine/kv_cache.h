@@ -25,6 +25,9 @@ typedef struct qr_kv_params {
     int32_t max_batch;  /* most rows of one forward call */
     int32_t page_size;  /* cells per page (default 16 when 0) */
     bool f32;           /* F32 cells instead of F16 */
+    int32_t n_device_layers; /* the last n layers' cells live on a device (the CUDA forward
+                                mirrors them there): no host memory for them, qr_kv_k/v
+                                return NULL; 0 = every layer on the host */
 } qr_kv_params;
 
 typedef struct qr_kv_cache qr_kv_cache;
@@ -68,7 +71,8 @@ int32_t qr_kv_n_shared_pages(const qr_kv_cache *kv);
 
 /* The cell of (seq, pos) in layer il's arrays (pos must be held). */
 int32_t qr_kv_cell(const qr_kv_cache *kv, uint32_t il, int32_t seq, int32_t pos);
-/* Base of layer il's K / V cells (F16 or F32 elements); stride = elements per cell. */
+/* Base of layer il's K / V cells (F16 or F32 elements); stride = elements per cell. NULL
+ * for the layers kept on a device (qr_kv_params.n_device_layers). */
 void *qr_kv_k(qr_kv_cache *kv, uint32_t il);
 void *qr_kv_v(qr_kv_cache *kv, uint32_t il);
 /* Cells of layer il's K and V arrays (what a device copy of them must hold). */

@@ -433,6 +433,22 @@ static int32_t greedy(const float *l, int32_t n, qr_error *err) {
     return best;
 }
 
+/* greedy() on untransformed logits (no NaN or +inf, checked): the largest value, then its
+ * first index, as two branch-free scans that vectorise. With a 262k vocabulary a server
+ * samples dozens of rows per step on one thread, and greedy()'s branchy scan after a copy
+ * cost about three times as much. */
+static int32_t greedy_plain(const float *l, int32_t n, qr_error *err) {
+    float m = -INFINITY;
+    for (int32_t i = 0; i < n; i++) m = l[i] > m ? l[i] : m;
+    if (m == -INFINITY) {
+        qr_fail(err, "sampler: every logit is -inf, nothing can be sampled");
+        return -1;
+    }
+    int32_t i = 0;
+    while (l[i] != m) i++;
+    return i;
+}
+
 /* Temperature, softmax and one draw over the survivors. */
 static int32_t draw(qr_sampler *s, const qr_candidate *c, int32_t n) {
     const float t = s->params.temperature;
@@ -459,6 +475,8 @@ static int32_t draw(qr_sampler *s, const qr_candidate *c, int32_t n) {
 int32_t qr_sampler_sample(qr_sampler *s, const float *logits, qr_error *err) {
     const int32_t n_vocab = s->n_vocab;
     if (check_logits(logits, n_vocab, err) != QR_OK) return -1;
+    if (s->params.temperature == 0.0f && s->n_bias == 0 && !penalties_active(&s->params))
+        return greedy_plain(logits, n_vocab, err);
     qr_sampler_transform_logits(s, logits, s->work);
     if (check_transformed(s, err) != QR_OK) return -1;
 

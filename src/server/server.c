@@ -15,6 +15,8 @@ qs_config qs_config_default(void) {
         .mp = qr_model_default_params(),
         .n_ctx = 4096,
         .n_threads = 0,
+        .device = QR_DEVICE_AUTO,
+        .n_gpu_layers = -1,
         .n_parallel = 4,
         .n_batch = 256,
         .max_queue = 64,
@@ -58,11 +60,10 @@ static int open_engine(qs_server *s, qr_error *err) {
     cp.n_batch = s->cfg.n_batch;
     cp.n_threads = s->cfg.n_threads;
     /* The server's promise: a request's tokens do not depend on the other requests that
-     * share its batches (docs/server.md). */
+     * share its batches (docs/server.md), on either device. */
     cp.batch_invariant = true;
-    /* The CPU backend until the CUDA forward repeats prefix-sharing cell copies on the
-     * device (qr_kv_set_copy_hook in src/engine/kv_cache.h); see docs/server.md. */
-    cp.device = QR_DEVICE_CPU;
+    cp.device = s->cfg.device;
+    cp.n_gpu_layers = s->cfg.n_gpu_layers;
     s->ctx = qr_ctx_create(s->m, &cp, msg, sizeof msg);
     if (!s->ctx) return qr_fail(err, "%s", msg);
     /* Like quarrel chat: Gemma 3 files often lack tokenizer.chat_template. */
@@ -103,13 +104,15 @@ int qs_server_start(const qs_config *cfg, qs_server **out, qr_error *err) {
         free_server(s);
         return QR_ERR;
     }
-    QR_LOG_INFO("server", "%s: %d sequences, context %d, batch %d, %d threads", s->model_name, s->cfg.n_parallel,
-                qr_ctx_n_ctx(s->ctx), s->cfg.n_batch, qr_ctx_n_threads(s->ctx));
+    QR_LOG_INFO("server", "%s on %s: %d sequences, context %d, batch %d, %d threads", s->model_name,
+                qs_server_device(s), s->cfg.n_parallel, qr_ctx_n_ctx(s->ctx), s->cfg.n_batch,
+                qr_ctx_n_threads(s->ctx));
     *out = s;
     return QR_OK;
 }
 
 int qs_server_port(const qs_server *s) { return s->port; }
+const char *qs_server_device(const qs_server *s) { return qr_ctx_device(s->ctx) == QR_DEVICE_CUDA ? "cuda" : "cpu"; }
 const char *qs_server_model_name(const qs_server *s) { return s->model_name; }
 
 void qs_server_stop(qs_server *s) {

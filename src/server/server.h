@@ -18,6 +18,8 @@ typedef struct qs_config {
     qr_model_params mp;
     int32_t n_ctx;             /* KV cells shared by all sequences; 0 = 4096 * ... see server.c */
     int32_t n_threads;
+    qr_device device;          /* QR_DEVICE_AUTO (default): CUDA when built with it and a GPU is present */
+    int32_t n_gpu_layers;      /* qr_ctx_params.n_gpu_layers (-1 = all, the default) */
     int32_t n_parallel;        /* sequences decoded together */
     int32_t n_batch;           /* rows per forward pass */
     int32_t max_queue;         /* waiting requests before 503 */
@@ -36,6 +38,8 @@ typedef struct qs_server qs_server;
  * daemon. QR_ERR with err set (bad model, port in use, ...). */
 int qs_server_start(const qs_config *cfg, qs_server **out, qr_error *err);
 int qs_server_port(const qs_server *s);
+/* "cuda" or "cpu": the device the engine context computes on (--device auto resolved). */
+const char *qs_server_device(const qs_server *s);
 const char *qs_server_model_name(const qs_server *s);
 void qs_server_stop(qs_server *s);
 

@@ -27,15 +27,21 @@ uint32_t qr_strmap_hash(const char *s, size_t len) {
     return (uint32_t)h;
 }
 
-int qr_strmap_init(qr_strmap *m, size_t expected) {
-    size_t cap = 16;
-    /* load factor at most 3/4: linear probing stays short, and a 262k-token vocabulary
-     * (Gemma 3) takes 12 MiB of slots instead of 24 */
-    while (cap < expected + expected / 3 + 1) cap <<= 1;
-    m->slots = calloc(cap, sizeof *m->slots);
-    m->cap = m->slots ? cap : 0;
+/* Slot index of a hash: the multiply-shift range reduction (Lemire), so the table size need
+ * not be a power of two and can follow the key count closely. */
+static size_t home(const qr_strmap *m, uint32_t h) { return (size_t)(((uint64_t)h * m->cap) >> 32); }
+
+int qr_strmap_init(qr_strmap *m, const char *arena, size_t expected) {
+    m->arena = arena;
     m->n = 0;
-    return m->slots ? QR_OK : QR_ERR;
+    m->cap = expected + expected / 4 + 1; /* load factor <= 4/5: linear probes stay short */
+    m->slots = malloc(m->cap * sizeof *m->slots);
+    if (!m->slots) {
+        m->cap = 0;
+        return QR_ERR;
+    }
+    for (size_t i = 0; i < m->cap; i++) m->slots[i].value = -1;
+    return QR_OK;
 }
 
 void qr_strmap_free(qr_strmap *m) {
@@ -44,30 +50,33 @@ void qr_strmap_free(qr_strmap *m) {
     m->cap = m->n = 0;
 }
 
-/* The slot holding key, or the empty slot where it would go. */
+/* The slot holding key, or the empty slot where it would go (the table is never full:
+ * put refuses more keys than init sized it for). */
 static qr_strmap_slot *find(const qr_strmap *m, const char *key, size_t len, uint32_t h) {
-    size_t mask = m->cap - 1;
-    for (size_t i = h & mask;; i = (i + 1) & mask) {
+    const uint16_t tag = (uint16_t)h;
+    for (size_t i = home(m, h);; i = i + 1 == m->cap ? 0 : i + 1) {
         qr_strmap_slot *s = &m->slots[i];
-        if (!s->key) return s;
-        if (s->hash == h && s->len == len && memcmp(s->key, key, len) == 0) return s;
+        if (s->value < 0) return s;
+        if (s->tag == tag && s->len == len && memcmp(m->arena + s->off, key, len) == 0) return s;
     }
 }
 
-void qr_strmap_put(qr_strmap *m, const char *key, size_t len, int32_t value) {
-    uint32_t h = qr_strmap_hash(key, len);
+int qr_strmap_put(qr_strmap *m, const char *key, size_t len, int32_t value) {
+    if (value < 0 || len > QR_STRMAP_MAX_KEY || key < m->arena || (uint64_t)(key - m->arena) > UINT32_MAX) return QR_ERR;
+    const uint32_t h = qr_strmap_hash(key, len);
     qr_strmap_slot *s = find(m, key, len, h);
-    if (!s->key) {
-        s->key = key;
-        s->len = (uint32_t)len;
-        s->hash = h;
+    if (s->value < 0) {
+        if (m->n + 1 >= m->cap) return QR_ERR; /* one slot stays empty: probes end */
+        s->off = (uint32_t)(key - m->arena);
+        s->len = (uint16_t)len;
+        s->tag = (uint16_t)h;
         m->n++;
     }
     s->value = value;
+    return QR_OK;
 }
 
 int32_t qr_strmap_get(const qr_strmap *m, const char *key, size_t len) {
-    if (m->cap == 0) return -1;
-    const qr_strmap_slot *s = find(m, key, len, qr_strmap_hash(key, len));
-    return s->key ? s->value : -1;
+    if (m->cap == 0 || len > QR_STRMAP_MAX_KEY) return -1;
+    return find(m, key, len, qr_strmap_hash(key, len))->value;
 }

@@ -175,7 +175,7 @@ static int load_tokens(const qr_gguf *g, qr_vocab *v, qr_error *err) {
     v->scores = malloc(sizeof(float) * (size_t)n);
     v->attr = malloc(sizeof(uint16_t) * (size_t)n);
     if (!v->text_arena || !v->text_off || !v->text_len || !v->scores || !v->attr ||
-        qr_strmap_init(&v->text_to_id, (size_t)n) != QR_OK) {
+        qr_strmap_init(&v->text_to_id, v->text_arena, (size_t)n) != QR_OK) {
         return qr_fail(err, "%s: out of memory for %d tokens", path, n);
     }
     if (arena_size > UINT32_MAX) return qr_fail(err, "%s: token texts too large", path);
@@ -204,7 +204,10 @@ static int load_tokens(const qr_gguf *g, qr_vocab *v, qr_error *err) {
     }
     v->text_arena[off] = '\0';
     for (int32_t i = 0; i < n; i++) {
-        qr_strmap_put(&v->text_to_id, v->text_arena + v->text_off[i], v->text_len[i], i);
+        if (qr_strmap_put(&v->text_to_id, v->text_arena + v->text_off[i], v->text_len[i], i) != QR_OK) {
+            return qr_fail(err, "%s: token %d is %u bytes long; at most %u are supported", path, i, v->text_len[i],
+                           QR_STRMAP_MAX_KEY);
+        }
     }
     return QR_OK;
 }
@@ -224,7 +227,7 @@ static int load_merges(const qr_gguf *g, qr_vocab *v, qr_error *err) {
     int32_t n = (int32_t)m->v.arr.count;
     v->merge_arena = malloc((size_t)m->v.arr.data_bytes + 1);
     v->merge_split = malloc(sizeof(uint32_t) * ((size_t)n + 1));
-    if (!v->merge_arena || !v->merge_split || qr_strmap_init(&v->merges, (size_t)n) != QR_OK) {
+    if (!v->merge_arena || !v->merge_split || qr_strmap_init(&v->merges, v->merge_arena, (size_t)n) != QR_OK) {
         return qr_fail(err, "%s: out of memory for %d merges", path, n);
     }
     qr_gguf_array_iter it;
@@ -243,7 +246,10 @@ static int load_merges(const qr_gguf *g, qr_vocab *v, qr_error *err) {
         const char *sp = len > 1 ? memchr(dst + 1, ' ', len - 1) : NULL;
         v->merge_split[i] = sp ? (uint32_t)(sp - dst) : 0;
         /* llama.cpp keeps the first rank of a repeated merge (map emplace). */
-        if (sp && qr_strmap_get(&v->merges, dst, len) < 0) qr_strmap_put(&v->merges, dst, len, i);
+        if (sp && qr_strmap_get(&v->merges, dst, len) < 0 && qr_strmap_put(&v->merges, dst, len, i) != QR_OK) {
+            return qr_fail(err, "%s: merge %d is %zu bytes long; at most %u are supported", path, i, len,
+                           QR_STRMAP_MAX_KEY);
+        }
     }
     v->n_merges = n;
     return QR_OK;

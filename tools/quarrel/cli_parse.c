@@ -79,3 +79,22 @@ int cli_parse_device(const char *cmd, const char *a, const char *v, qr_device *o
     }
     return 0;
 }
+
+bool cli_is_gpu_layers(const char *a) { return cli_is(a, "-ngl", "--n-gpu-layers") || cli_is(a, "--gpu-layers", NULL); }
+
+int cli_parse_gpu_layers(const char *cmd, const char *a, const char *v, int32_t *out) {
+    if (!cli_is_gpu_layers(a)) return 2;
+    if (strcmp(v, "all") == 0) {
+        *out = -1;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    const long n = strtol(v, &end, 10);
+    if (errno || end == v || *end || n < -1 || n > INT32_MAX) {
+        fprintf(stderr, "quarrel %s: invalid value '%s' for %s (expected a layer count >= 0, or all)\n", cmd, v, a);
+        return 1;
+    }
+    *out = (int32_t)n;
+    return 0;
+}

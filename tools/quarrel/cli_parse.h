@@ -28,6 +28,17 @@ int cli_parse_device(const char *cmd, const char *flag, const char *value, qr_de
 #define CLI_DEVICE_HELP \
     "  --device DEV            cpu | cuda | auto (default: cuda when a GPU is present)\n"
 
+/* -ngl, --gpu-layers, --n-gpu-layers N|all (llama.cpp's spellings): the value of
+ * qr_ctx_params.n_gpu_layers ('all' = -1). Returns 0 parsed, 1 bad value, 2 not this flag. */
+int cli_parse_gpu_layers(const char *cmd, const char *flag, const char *value, int32_t *out);
+bool cli_is_gpu_layers(const char *flag);
+
+#define CLI_NGL_HELP                                                                 \
+    "  -ngl, --n-gpu-layers N  on CUDA: the last N layers and the output on the GPU,\n" \
+    "                          the embedding and earlier layers on the CPU (models\n"   \
+    "                          larger than the card); 'all' or N >= the layer count:\n" \
+    "                          everything on the GPU (default)\n"
+
 /* a equals the short or the long spelling (long may be NULL). */
 bool cli_is(const char *a, const char *short_name, const char *long_name);
 

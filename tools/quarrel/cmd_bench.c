@@ -40,7 +40,7 @@ typedef struct int_list {
 typedef struct bench_opts {
     const char *model;
     int_list prompt, gen, threads;
-    int32_t reps, n_batch, bandwidth_mb;
+    int32_t reps, n_batch, bandwidth_mb, n_gpu_layers;
     bool json, warmup, batch_invariant, kv_f32;
 } bench_opts;
 
@@ -67,6 +67,7 @@ static void usage(FILE *f) {
             "  --no-warmup             skip the untimed warm-up run\n"
             "  --batch-invariant       the server's summation order (every row as decoded alone)\n"
             "  --kv-f32                F32 KV cache instead of F16\n"
+            CLI_NGL_HELP
             "  --bandwidth-mb N        buffer streamed to measure read bandwidth (default 1024;\n"
             "                          0 = skip the measurement and the roofline columns)\n"
             "  -h, --help              show this help\n"
@@ -101,6 +102,7 @@ static int parse_value(bench_opts *o, const char *a, const char *v) {
     else if (cli_is(a, "-r", "--repetitions")) return cli_parse_i32(CMD, a, v, 1, MAX_REPS, &o->reps);
     else if (cli_is(a, "-b", "--batch-size")) return cli_parse_i32(CMD, a, v, 1, 1 << 16, &o->n_batch);
     else if (cli_is(a, "--bandwidth-mb", NULL)) return cli_parse_i32(CMD, a, v, 0, 1 << 20, &o->bandwidth_mb);
+    else if (cli_is_gpu_layers(a)) return cli_parse_gpu_layers(CMD, a, v, &o->n_gpu_layers);
     else if (cli_is(a, "-o", "--output")) {
         if (strcmp(v, "md") != 0 && strcmp(v, "json") != 0) {
             fprintf(stderr, "quarrel bench: -o must be md or json, got '%s'\n", v);
@@ -174,6 +176,7 @@ static int run_test(qr_model *m, const bench_opts *o, bench_result *r) {
     cp.n_threads = r->n_threads;
     cp.kv_f32 = o->kv_f32;
     cp.batch_invariant = o->batch_invariant;
+    cp.n_gpu_layers = o->n_gpu_layers;
     qr_ctx *c = qr_ctx_create(m, &cp, err, sizeof err);
     if (!c) return fprintf(stderr, "quarrel bench: %s\n", err), 1;
     const int32_t n = r->n_prompt + r->n_gen;
@@ -259,7 +262,7 @@ static void print_json(const bench_opts *o, const bench_model_bytes *mb, const c
 }
 
 int cmd_bench(int argc, char **argv) {
-    bench_opts o = {.reps = 5, .n_batch = 512, .bandwidth_mb = 1024, .warmup = true};
+    bench_opts o = {.reps = 5, .n_batch = 512, .bandwidth_mb = 1024, .n_gpu_layers = -1, .warmup = true};
     o.prompt = (int_list){.v = {512}, .n = 1};
     o.gen = (int_list){.v = {128}, .n = 1};
     o.threads = (int_list){.v = {qr_threadpool_default_threads()}, .n = 1};

@@ -30,6 +30,7 @@ typedef struct chat_opts {
     qr_model_params mp;
     bool verbose, no_cache, kv_f32, batch_invariant;
     qr_device device;
+    int32_t n_gpu_layers;
 } chat_opts;
 
 typedef struct tokens {
@@ -76,6 +77,7 @@ static void usage(FILE *f) {
             CLI_SAMPLING_HELP
             CLI_MODEL_HELP
             CLI_DEVICE_HELP
+            CLI_NGL_HELP
             "  --kv-f32                F32 KV cache instead of F16\n"
             "  --batch-invariant       sum every row in the decode order (see docs/api.md)\n"
             "  --no-cache              re-decode the whole conversation every turn (for tests)\n"
@@ -95,6 +97,7 @@ static int parse_value(chat_opts *o, const char *a, const char *v) {
     else if (cli_is(a, "-t", "--threads")) return cli_parse_i32(CMD, a, v, 1, 1024, &o->n_threads);
     else if (cli_is(a, "-n", "--n-predict")) return cli_parse_i32(CMD, a, v, -1, 1 << 30, &o->n_predict);
     else if (cli_is(a, "--device", NULL)) return cli_parse_device(CMD, a, v, &o->device);
+    else if (cli_is_gpu_layers(a)) return cli_parse_gpu_layers(CMD, a, v, &o->n_gpu_layers);
     else {
         int rc = cli_parse_model(CMD, a, v, &o->mp);
         return rc != 2 ? rc : cli_parse_sampling(CMD, a, v, &o->sp);
@@ -228,6 +231,7 @@ static int setup(chat_state *st, const chat_opts *o) {
     cp.kv_f32 = o->kv_f32;
     cp.batch_invariant = o->batch_invariant;
     cp.device = o->device;
+    cp.n_gpu_layers = o->n_gpu_layers;
     st->c = qr_ctx_create(st->m, &cp, err, sizeof err);
     if (!st->c) return fail(err);
     st->s = qr_sampling_create(st->m, &o->sp, err, sizeof err);
@@ -408,7 +412,8 @@ static int chat_loop(chat_state *st, const chat_opts *o) {
 }
 
 int cmd_chat(int argc, char **argv) {
-    chat_opts o = {.n_predict = -1, .sp = qr_sampling_default_params(), .mp = qr_model_default_params()};
+    chat_opts o = {.n_predict = -1, .sp = qr_sampling_default_params(), .mp = qr_model_default_params(),
+                   .n_gpu_layers = -1};
     int rc = parse_args(argc, argv, &o);
     if (rc) return rc == 3 ? 0 : rc;
     chat_state st = {0};

@@ -27,6 +27,7 @@ typedef struct ppl_opts {
     int32_t n_ctx, n_threads, n_batch, n_chunks;
     bool kv_f32;
     qr_device device;
+    int32_t n_gpu_layers;
     qr_model_params mp;
 } ppl_opts;
 
@@ -52,6 +53,7 @@ static void usage(FILE *f) {
             "  --kv-f32                F32 KV cache instead of F16\n"
             CLI_MODEL_HELP
             CLI_DEVICE_HELP
+            CLI_NGL_HELP
             "  -h, --help              show this help\n"
             "\n"
             "Exit codes: 0 ok, 1 error (bad model, unreadable or too short text), 2 usage.\n");
@@ -65,6 +67,7 @@ static int parse_value(ppl_opts *o, const char *a, const char *v) {
     else if (cli_is(a, "-b", "--batch-size")) return cli_parse_i32(CMD, a, v, 1, 1 << 24, &o->n_batch);
     else if (cli_is(a, "--chunks", NULL)) return cli_parse_i32(CMD, a, v, 1, 1 << 30, &o->n_chunks);
     else if (cli_is(a, "--device", NULL)) return cli_parse_device(CMD, a, v, &o->device);
+    else if (cli_is_gpu_layers(a)) return cli_parse_gpu_layers(CMD, a, v, &o->n_gpu_layers);
     else return cli_parse_model(CMD, a, v, &o->mp);
     return 0;
 }
@@ -243,6 +246,7 @@ static int perplexity(const ppl_opts *o) {
     cp.n_threads = o->n_threads;
     cp.kv_f32 = o->kv_f32;
     cp.device = o->device;
+    cp.n_gpu_layers = o->n_gpu_layers;
     c = qr_ctx_create(m, &cp, err, sizeof err);
     if (!c) {
         fprintf(stderr, "quarrel perplexity: %s\n", err);
@@ -261,7 +265,7 @@ done:
 }
 
 int cmd_perplexity(int argc, char **argv) {
-    ppl_opts o = {.n_ctx = 512, .n_batch = 512, .mp = qr_model_default_params()};
+    ppl_opts o = {.n_ctx = 512, .n_batch = 512, .mp = qr_model_default_params(), .n_gpu_layers = -1};
     int rc = parse_args(argc, argv, &o);
     if (rc) return rc == 3 ? 0 : rc;
     return perplexity(&o);

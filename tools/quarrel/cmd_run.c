@@ -20,6 +20,7 @@ typedef struct run_opts {
     qr_sampling_params sp;
     qr_model_params mp;
     qr_device device;
+    int32_t n_gpu_layers;
     bool check_numerics, kv_f32, batch_invariant, display_prompt;
 } run_opts;
 
@@ -45,6 +46,7 @@ static void usage(FILE *f) {
             "  --seed S                sampling seed (default 0)\n"
             CLI_MODEL_HELP
             CLI_DEVICE_HELP
+            CLI_NGL_HELP
             "  --no-display-prompt     do not echo the prompt\n"
             "  --kv-f32                F32 KV cache instead of F16\n"
             "  --batch-invariant       sum every row in the decode order (see docs/api.md)\n"
@@ -112,6 +114,7 @@ static int parse_value(run_opts *o, const char *a, const char *v) {
     else if (is(a, "--repeat-last-n", NULL)) return parse_i32(a, v, 0, 1 << 20, &o->sp.penalty_last_n);
     else if (is(a, "--seed", NULL)) return parse_u64(a, v, &o->sp.seed);
     else if (is(a, "--device", NULL)) return cli_parse_device("run", a, v, &o->device);
+    else if (cli_is_gpu_layers(a)) return cli_parse_gpu_layers("run", a, v, &o->n_gpu_layers);
     else return cli_parse_model("run", a, v, &o->mp);
     return 0;
 }
@@ -238,6 +241,7 @@ static int setup(run_state *st, const run_opts *o) {
     cp.kv_f32 = o->kv_f32;
     cp.batch_invariant = o->batch_invariant;
     cp.device = o->device;
+    cp.n_gpu_layers = o->n_gpu_layers;
     st->c = qr_ctx_create(st->m, &cp, err, sizeof err);
     if (!st->c) return fprintf(stderr, "quarrel run: %s\n", err), 1;
     st->s = qr_sampling_create(st->m, &o->sp, err, sizeof err);
@@ -262,7 +266,7 @@ static void teardown(run_state *st) {
 
 int cmd_run(int argc, char **argv) {
     run_opts o = {.n_predict = 128, .sp = qr_sampling_default_params(), .mp = qr_model_default_params(),
-                  .display_prompt = true};
+                  .n_gpu_layers = -1, .display_prompt = true};
     int rc = parse_args(argc, argv, &o);
     if (rc) return rc == 3 ? 0 : rc;
     run_state st = {0};

@@ -29,6 +29,11 @@ static void usage(FILE *f) {
             "  -c, --ctx-size N          KV cells shared by all sequences, and the longest\n"
             "                            sequence (default 4096)\n"
             "  -t, --threads N           threads (default: all CPUs)\n"
+            "  --device DEV              cpu | cuda | auto (default: cuda when a GPU is\n"
+            "                            present)\n"
+            "  -ngl, --n-gpu-layers N    on CUDA: the last N layers and the output on the GPU,\n"
+            "                            the rest on the CPU; 'all' (default) or N >= the\n"
+            "                            layer count: everything on the GPU\n"
             "  -np, --parallel N         sequences decoded together (default 4)\n"
             "  -b, --batch-size N        rows per forward pass: decode rows plus prompt\n"
             "                            chunks (default 256)\n"
@@ -41,7 +46,8 @@ static void usage(FILE *f) {
             CLI_MODEL_HELP
             "  -h, --help                show this help\n"
             "\n"
-            "On start it prints 'quarrel serve: listening on http://HOST:PORT' to stdout.\n"
+            "On start it prints 'quarrel serve: listening on http://HOST:PORT (model NAME,\n"
+            "device cpu|cuda)' to stdout.\n"
             "Exit codes: 0 stopped by a signal, 1 error (bad model, port in use), 2 usage.\n");
 }
 
@@ -64,6 +70,8 @@ static int parse_value(qs_config *c, const char *a, const char *v) {
     else if (cli_is(a, "--max-prompt-tokens", NULL)) rc = cli_parse_i32("serve", a, v, 1, 1 << 24, &c->max_prompt_tokens);
     else if (cli_is(a, "--max-tokens", NULL)) rc = cli_parse_i32("serve", a, v, 1, 1 << 24, &c->max_tokens);
     else if (cli_is(a, "--timeout", NULL)) rc = cli_parse_i32("serve", a, v, 0, 86400, &c->timeout_s);
+    else if (cli_is(a, "--device", NULL)) rc = cli_parse_device("serve", a, v, &c->device);
+    else if (cli_is_gpu_layers(a)) rc = cli_parse_gpu_layers("serve", a, v, &c->n_gpu_layers);
     else return cli_parse_model("serve", a, v, &c->mp);
     c->port = port;
     c->max_body_bytes = body;
@@ -118,8 +126,8 @@ int cmd_serve(int argc, char **argv) {
         return 1;
     }
     const int colon = strchr(cfg.host, ':') != NULL;
-    printf("quarrel serve: listening on http://%s%s%s:%d (model %s)\n", colon ? "[" : "", cfg.host, colon ? "]" : "",
-           qs_server_port(srv), qs_server_model_name(srv));
+    printf("quarrel serve: listening on http://%s%s%s:%d (model %s, device %s)\n", colon ? "[" : "", cfg.host,
+           colon ? "]" : "", qs_server_port(srv), qs_server_model_name(srv), qs_server_device(srv));
     fflush(stdout);
     int sig = 0;
     sigwait(&stop_signals, &sig);

@@ -22,6 +22,7 @@ static const command COMMANDS[] = {
     {"perplexity", cmd_perplexity, "measure perplexity on a text (llama-perplexity's method)"},
     {"serve", cmd_serve, "serve the model over HTTP with OpenAI's API (continuous batching)"},
     {"bench", cmd_bench, "measure prompt and generation throughput (llama-bench's method)"},
+    {"diff", cmd_diff, "run a prompt through two backends op for op and report their errors"},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 

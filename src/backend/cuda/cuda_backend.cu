@@ -41,6 +41,16 @@ extern "C" void qr_cuda_free(void *ptr_dev) {
     if (ptr_dev) (void)cudaFree(ptr_dev);
 }
 
+extern "C" int qr_cuda_host_alloc(void **ptr, size_t bytes, qr_error *err) {
+    *ptr = NULL;
+    QR_CUDA_TRY(cudaMallocHost(ptr, bytes), err);
+    return QR_OK;
+}
+
+extern "C" void qr_cuda_host_free(void *ptr) {
+    if (ptr) (void)cudaFreeHost(ptr);
+}
+
 extern "C" int qr_cuda_copy_to_device(void *dst_dev, const void *src, size_t bytes,
                                       qr_error *err) {
     QR_CUDA_TRY(cudaMemcpy(dst_dev, src, bytes, cudaMemcpyHostToDevice), err);

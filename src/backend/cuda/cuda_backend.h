@@ -30,6 +30,10 @@ int qr_cuda_device_name(char *buf, size_t size, qr_error *err);
 
 int qr_cuda_malloc(void **ptr_dev, size_t bytes, qr_error *err);
 void qr_cuda_free(void *ptr_dev);
+/* Page-locked host memory: device-to-host copies into it run at the bus's speed, without
+ * a staging copy (the logits of a batch: 1 MiB per row for a 262k vocabulary). */
+int qr_cuda_host_alloc(void **ptr, size_t bytes, qr_error *err);
+void qr_cuda_host_free(void *ptr);
 int qr_cuda_copy_to_device(void *dst_dev, const void *src, size_t bytes, qr_error *err);
 int qr_cuda_copy_to_host(void *dst, const void *src_dev, size_t bytes, qr_error *err);
 int qr_cuda_memset(void *ptr_dev, int byte, size_t bytes, qr_error *err);

@@ -1,6 +1,7 @@
 /* The forward pass on the device: src/engine/forward.c's dataflow, op for op, over device
  * buffers (cuda_forward.h). Kernels come from gemv.cu (matrix products), cuda_gemm.cu
  * (prompt batches) and cuda_ops.cu (everything else). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,6 +11,7 @@ extern "C" {
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_forward.h"
 #include "backend/cuda/cuda_ops.h"
+#include "backend/cuda/gemv_q8.h"
 }
 
 namespace {
@@ -20,6 +22,13 @@ struct dev_layer {
     float *attn_norm, *bq, *bk, *bv, *bo, *q_norm, *k_norm, *post_attn_norm;
     float *ffn_norm, *b_gate, *b_up, *b_down, *post_ffw_norm;
     void *kc, *vc;
+    bool swa; /* a sliding-window layer (its cells are ring cells) */
+};
+
+/* A cell copy the KV cache reported (its copy hook), waiting for the next flush. */
+struct cell_copy {
+    bool swa;
+    int64_t from, to, n;
 };
 
 } // namespace
@@ -37,8 +46,9 @@ struct qr_cuda_forward {
     cudaStream_t s;
     qr_cuda_matrix *tok_embd, *output;
     float *output_norm, *output_bias, *rope_freqs;
-    dev_layer *L;
+    dev_layer *L;        /* every layer's slot; only layer_first .. n_layer-1 are filled */
     uint32_t n_layer;
+    uint32_t layer_first; /* -ngl: the layers before it run on the CPU (api.c) */
     int32_t layer_full, layer_swa; /* a layer of each kind, -1 if none */
     bool kv_f32;
     int64_t stride_k, stride_v;
@@ -55,8 +65,18 @@ struct qr_cuda_forward {
     float *obs_host;
     size_t obs_cap;
     bool batch_invariant;
+    bool prompt_runs;  /* the batch's rows come in runs of QR_CUDA_ATTN_PREFILL_ROWS, each one sequence at
+                          consecutive positions (qr_cuda_attention_prefill) */
+    bool tc_attention; /* prompt batches may use it (QUARREL_CUDA_NO_TC_ATTN=1: never, for comparisons) */
     bool round_activations;
+    bool float_gemv; /* QUARREL_CUDA_FLOAT_GEMV=1: the F32 GEMV instead of the integer one (comparisons) */
+    size_t xr_bytes; /* xr's size: also the integer GEMV's quantized activations */
     cudaGraphExec_t graph;
+    qr_kv_cache *kv;      /* whose copy hook fills `copies` */
+    cell_copy *copies;    /* queued for the device, in the order the cache made them */
+    size_t n_copies, copies_cap;
+    bool copy_failed;     /* sticky: the device cells no longer match the cache */
+    qr_error copy_err;
 };
 
 namespace {
@@ -134,14 +154,15 @@ void free_layer(dev_layer *D) {
 int alloc_kv(qr_cuda_forward *f, const qr_kv_cache *kv, qr_error *err) {
     const size_t elem = f->kv_f32 ? 4 : 2;
     f->layer_full = f->layer_swa = -1;
-    for (uint32_t il = 0; il < f->n_layer; il++) {
+    for (uint32_t il = f->layer_first; il < f->n_layer; il++) {
         const size_t cells = (size_t)qr_kv_layer_n_cells(kv, il);
         const size_t kb = cells * (size_t)f->stride_k * elem, vb = cells * (size_t)f->stride_v * elem;
         QR_CUDA_TRY(cudaMalloc(&f->L[il].kc, kb), err);
         QR_CUDA_TRY(cudaMalloc(&f->L[il].vc, vb), err);
         QR_CUDA_TRY(cudaMemset(f->L[il].kc, 0, kb), err);
         QR_CUDA_TRY(cudaMemset(f->L[il].vc, 0, vb), err);
-        int32_t *rep = qr_kv_layer_is_swa(kv, il) ? &f->layer_swa : &f->layer_full;
+        f->L[il].swa = qr_kv_layer_is_swa(kv, il);
+        int32_t *rep = f->L[il].swa ? &f->layer_swa : &f->layer_full;
         if (*rep < 0) *rep = (int32_t)il;
     }
     return QR_OK;
@@ -168,8 +189,10 @@ int alloc_activations(qr_cuda_forward *f, qr_error *err) {
         {&f->logits, B * hp->n_vocab},
         {&f->part, qr_cuda_attention_scratch(B, hp->n_head, hp->head_dim_v, f->n_split)},
     };
-    for (auto &b : bufs)
+    for (auto &b : bufs) {
         if (dev_floats(b.p, b.n, err) != QR_OK) return QR_ERR;
+        if (b.p == &f->xr) f->xr_bytes = (size_t)b.n * sizeof(float); /* >= 1.4 bytes per input quantized */
+    }
     const size_t n_cnt = (size_t)(B * hp->n_head) * sizeof(unsigned);
     QR_CUDA_TRY(cudaMalloc((void **)&f->attn_counters, n_cnt), err);
     QR_CUDA_TRY(cudaMemset(f->attn_counters, 0, n_cnt), err);
@@ -183,15 +206,85 @@ int alloc_activations(qr_cuda_forward *f, qr_error *err) {
     return QR_OK;
 }
 
+/* ---- Prefix sharing's cell copies ------------------------------------------------------------- */
+
+void copy_failed(qr_cuda_forward *f, const char *what) {
+    f->copy_failed = true;
+    qr_fail(&f->copy_err, "CUDA forward: %s; the device KV cells no longer match the cache (recreate the context)",
+            what);
+}
+
+/* The KV cache's copy hook: cells [from, from + n) -> [to, to + n) of every layer of one
+ * kind. Copies are queued, not issued, because qr_kv_seq_copy reports a sliding-window
+ * copy one cell at a time: consecutive cells merge into one range (one cudaMemcpyAsync
+ * per layer instead of one per cell and layer). Order is kept, since a later copy may
+ * read cells an earlier one wrote (a sequence copied on from a copy). */
+void on_cell_copy(void *user, bool swa, int64_t from, int64_t to, int64_t n) {
+    qr_cuda_forward *f = (qr_cuda_forward *)user;
+    if (f->copy_failed || n <= 0) return;
+    /* The cache only copies between distinct pages or distinct sequences' rings; an
+     * overlapping range would need memmove order, which no caller asks for. */
+    if ((from < to ? to - from : from - to) < n) return copy_failed(f, "an overlapping KV cell copy was requested");
+    if (f->n_copies > 0) {
+        cell_copy *last = &f->copies[f->n_copies - 1];
+        const int64_t merged = last->n + n, gap = last->from < last->to ? last->to - last->from : last->from - last->to;
+        if (last->swa == swa && last->from + last->n == from && last->to + last->n == to && gap >= merged) {
+            last->n = merged;
+            return;
+        }
+    }
+    if (f->n_copies == f->copies_cap) {
+        const size_t cap = f->copies_cap ? 2 * f->copies_cap : 64;
+        cell_copy *grown = (cell_copy *)realloc(f->copies, cap * sizeof *grown);
+        if (!grown) return copy_failed(f, "out of memory queuing a KV cell copy");
+        f->copies = grown;
+        f->copies_cap = cap;
+    }
+    f->copies[f->n_copies++] = cell_copy{swa, from, to, n};
+}
+
+/* Issues the queued copies on the forward's stream, ahead of any kernel that reads the
+ * cells. */
+int flush_copies(qr_cuda_forward *f, qr_error *err) {
+    const size_t elem = f->kv_f32 ? 4 : 2;
+    const size_t bk = (size_t)f->stride_k * elem, bv = (size_t)f->stride_v * elem;
+    for (size_t i = 0; i < f->n_copies && !f->copy_failed; i++) {
+        const cell_copy *c = &f->copies[i];
+        for (uint32_t il = 0; il < f->n_layer; il++) {
+            if (f->L[il].swa != c->swa || !f->L[il].kc) continue; /* no device cells: not ours */
+            char *k = (char *)f->L[il].kc, *v = (char *)f->L[il].vc;
+            cudaError_t st = cudaMemcpyAsync(k + (size_t)c->to * bk, k + (size_t)c->from * bk, (size_t)c->n * bk,
+                                             cudaMemcpyDeviceToDevice, f->s);
+            if (st == cudaSuccess)
+                st = cudaMemcpyAsync(v + (size_t)c->to * bv, v + (size_t)c->from * bv, (size_t)c->n * bv,
+                                     cudaMemcpyDeviceToDevice, f->s);
+            if (st != cudaSuccess) {
+                char what[256];
+                snprintf(what, sizeof what, "copying KV cells %lld..%lld to %lld of layer %u: %s", (long long)c->from,
+                         (long long)(c->from + c->n - 1), (long long)c->to, il, cudaGetErrorString(st));
+                copy_failed(f, what);
+                break;
+            }
+        }
+    }
+    f->n_copies = 0;
+    if (f->copy_failed) return qr_fail(err, "%s", f->copy_err.msg);
+    return QR_OK;
+}
+
 } // namespace
 
-extern "C" int qr_cuda_forward_create(const qr_model *m, const qr_kv_cache *kv, int32_t max_batch, int32_t n_ctx,
-                                      qr_cuda_forward **out, qr_error *err) {
+extern "C" int qr_cuda_forward_sync_kv(qr_cuda_forward *f, qr_error *err) { return flush_copies(f, err); }
+
+extern "C" int qr_cuda_forward_create(const qr_model *m, qr_kv_cache *kv, int32_t max_batch, int32_t n_ctx,
+                                      uint32_t layer_first, qr_cuda_forward **out, qr_error *err) {
     *out = NULL;
     int n_dev = 0;
     if (qr_cuda_device_count(&n_dev, err) != QR_OK) return QR_ERR;
     if (n_dev < 1) return qr_fail(err, "CUDA forward: no CUDA device");
     if (max_batch < 1 || n_ctx < 1) return qr_fail(err, "CUDA forward: max_batch and n_ctx must be >= 1");
+    if (layer_first > m->desc.hp.n_layer)
+        return qr_fail(err, "CUDA forward: first layer %u of a %u-layer model", layer_first, m->desc.hp.n_layer);
     qr_cuda_forward *f = (qr_cuda_forward *)calloc(1, sizeof *f);
     if (!f) return qr_fail(err, "out of memory");
     f->m = m;
@@ -202,7 +295,10 @@ extern "C" int qr_cuda_forward_create(const qr_model *m, const qr_kv_cache *kv, 
     const int splits = (n_ctx + 255) / 256;
     f->n_split = splits < 1 ? 1 : splits > 16 ? 16 : splits;
     f->n_layer = m->desc.hp.n_layer;
+    f->layer_first = layer_first;
     f->round_activations = getenv("QUARREL_CUDA_ROUND_ACT") != NULL;
+    f->float_gemv = getenv("QUARREL_CUDA_FLOAT_GEMV") != NULL;
+    f->tc_attention = getenv("QUARREL_CUDA_NO_TC_ATTN") == NULL;
     f->kv_f32 = qr_kv_is_f32(kv);
     f->stride_k = qr_kv_stride_k(kv);
     f->stride_v = qr_kv_stride_v(kv);
@@ -212,12 +308,16 @@ extern "C" int qr_cuda_forward_create(const qr_model *m, const qr_kv_cache *kv, 
         cudaError_t s = cudaStreamCreateWithFlags(&f->s, cudaStreamNonBlocking);
         if (s != cudaSuccess) rc = qr_fail(err, "CUDA forward: cudaStreamCreate: %s", cudaGetErrorString(s));
     }
-    for (uint32_t il = 0; rc == QR_OK && il < f->n_layer; il++) {
+    for (uint32_t il = layer_first; rc == QR_OK && il < f->n_layer; il++) {
         rc = upload_layer(&m->layers[il], &f->L[il], err);
         if (rc != QR_OK) qr_fail_prefix(err, "layer %u: ", il);
     }
-    if (rc == QR_OK) rc = upload_matrix(&m->tok_embd, &f->tok_embd, err);
-    if (rc == QR_OK && m->output.data != m->tok_embd.data) rc = upload_matrix(&m->output, &f->output, err);
+    /* The embedding is looked up here only when no layer runs on the CPU; a tied output
+     * matrix then shares its upload. */
+    const bool embd_here = layer_first == 0;
+    if (rc == QR_OK && embd_here) rc = upload_matrix(&m->tok_embd, &f->tok_embd, err);
+    if (rc == QR_OK && (!embd_here || m->output.data != m->tok_embd.data))
+        rc = upload_matrix(&m->output, &f->output, err);
     if (rc == QR_OK) rc = upload_vector(&m->output_norm, &f->output_norm, err);
     if (rc == QR_OK) rc = upload_vector(&m->output_bias, &f->output_bias, err);
     if (rc == QR_OK) rc = upload_vector(&m->rope_freqs, &f->rope_freqs, err);
@@ -228,12 +328,15 @@ extern "C" int qr_cuda_forward_create(const qr_model *m, const qr_kv_cache *kv, 
         qr_cuda_forward_free(f);
         return qr_fail_prefix(err, "CUDA forward: ");
     }
+    f->kv = kv;
+    qr_kv_set_copy_hook(kv, on_cell_copy, f);
     *out = f;
     return QR_OK;
 }
 
 extern "C" void qr_cuda_forward_free(qr_cuda_forward *f) {
     if (!f) return;
+    if (f->kv) qr_kv_set_copy_hook(f->kv, NULL, NULL);
     if (f->s) cudaStreamSynchronize(f->s);
     if (f->graph) cudaGraphExecDestroy(f->graph);
     qr_cuda_gemm_free(f->gemm);
@@ -252,6 +355,7 @@ extern "C" void qr_cuda_forward_free(qr_cuda_forward *f) {
     if (f->s) cudaStreamDestroy(f->s);
     free(f->saved_len);
     free(f->obs_host);
+    free(f->copies);
     free(f);
 }
 
@@ -282,21 +386,42 @@ int observe(qr_cuda_forward *f, int32_t layer, const char *op, const float *data
     return QR_OK;
 }
 
-/* y = W x (+ bias), x in F32. With round_activations (QUARREL_CUDA_ROUND_ACT=1, for
- * experiments) x is first rounded the way the CPU backend converts activations for this
- * weight type (Q8_0/Q8_1/Q8_K blocks, F16, BF16). It does not bring the two backends
- * closer (docs/cuda.md: a rounding decision flips on any upstream difference), so it is
- * off by default. */
+/* y = W x (+ bias), x in F32. Products of up to QR_CUDA_GEMV_MAX_COLS rows (and every
+ * product when batch invariant) on weights with an integer GEMV (gemv_q8.h) quantize x
+ * once into f->xr exactly as the CPU backend quantizes it, then take integer dot
+ * products, so they match the CPU to the float combination order
+ * (QUARREL_CUDA_FLOAT_GEMV=1: the F32 GEMV instead, for comparisons). Prompt batches
+ * (cuBLAS) on quantized weights first round x to the same Q8_0/Q8_1/Q8_K grid (values
+ * d * q, which the GEMM then rounds to F16 within 2^-11), so prompts match the CPU too;
+ * QUARREL_CUDA_ROUND_ACT=1 rounds for every product, also the float GEMV's
+ * (docs/cuda.md, "Numerics"). */
 int matmul(qr_cuda_forward *f, const qr_cuda_matrix *w, const float *bias, const float *x, int64_t rows, float *y,
            qr_error *err) {
-    if (f->round_activations) {
-        const qr_type vt = qr_backend_vec_dot_type(w->type);
+    const bool gemm = rows > QR_CUDA_GEMV_MAX_COLS && !f->batch_invariant && qr_cuda_gemm_supported(f->gemm, w);
+    qr_cuda_act_layout L;
+    const bool q8 = !gemm && !f->float_gemv && qr_cuda_gemv_q8_supported(w->type) &&
+                    qr_cuda_act_q8_layout(w->type, w->cols, &L, err) == QR_OK &&
+                    (size_t)rows * L.col_bytes <= f->xr_bytes;
+    if (q8) {
+        if (qr_cuda_quantize_act(w->type, x, w->cols, rows, f->xr, f->s, err) != QR_OK) return QR_ERR;
+        for (int64_t r0 = 0; r0 < rows; r0 += QR_CUDA_GEMV_MAX_COLS) {
+            const int64_t nc = rows - r0 < QR_CUDA_GEMV_MAX_COLS ? rows - r0 : QR_CUDA_GEMV_MAX_COLS;
+            if (qr_cuda_gemv_q8(w, (const uint8_t *)f->xr + r0 * L.col_bytes, y + r0 * w->rows, (int)nc, f->s,
+                                err) != QR_OK)
+                return QR_ERR;
+        }
+        if (bias) return qr_cuda_add_bias(y, bias, rows, w->rows, f->s, err);
+        return QR_OK;
+    }
+    const qr_type vt = qr_backend_vec_dot_type(w->type);
+    const bool q8_grid = vt == QR_TYPE_Q8_0 || vt == QR_TYPE_Q8_1 || vt == QR_TYPE_Q8_K;
+    if (f->round_activations || (gemm && q8_grid && !f->float_gemv)) {
         if (vt != QR_TYPE_F32 && vt != QR_TYPE_COUNT) {
             if (qr_cuda_round_activations(vt, x, f->xr, rows * w->cols, f->s, err) != QR_OK) return QR_ERR;
             x = f->xr;
         }
     }
-    if (rows > QR_CUDA_GEMV_MAX_COLS && !f->batch_invariant && qr_cuda_gemm_supported(f->gemm, w)) {
+    if (gemm) {
         if (qr_cuda_gemm_run(f->gemm, w, x, rows, y, f->s, err) != QR_OK) return QR_ERR;
     } else {
         for (int64_t r0 = 0; r0 < rows; r0 += QR_CUDA_GEMV_MAX_COLS) {
@@ -424,7 +549,13 @@ int attention_block(qr_cuda_forward *f, const qr_kv_cache *kv, uint32_t il, int6
     a.scale = d->q_prescaled ? 1.0f : d->attn_scale;
     a.softcap = d->attn_softcap;
     a.out = f->attn;
-    if (qr_cuda_attention(&a, f->n_split, f->part, f->attn_counters, f->s, err) != QR_OK) return QR_ERR;
+    /* Prompt batches take the tensor cores; decode rows and batch-invariant steps the flash
+     * decoding kernel, whose per-row order does not depend on the batch. */
+    const bool tc = R > QR_CUDA_GEMV_MAX_COLS && f->prompt_runs && !f->batch_invariant &&
+                    qr_cuda_attention_prefill_supported(&a) && f->tc_attention;
+    if (tc ? qr_cuda_attention_prefill(&a, ix(f, IX_POS), f->s, err) != QR_OK
+           : qr_cuda_attention(&a, f->n_split, f->part, f->attn_counters, f->s, err) != QR_OK)
+        return QR_ERR;
     if (observe(f, (int32_t)il, "attn", f->attn, R, (int64_t)hp->n_head * hp->head_dim_v, err) != QR_OK) return QR_ERR;
     if (matmul(f, L->wo, L->bo, f->attn, R, f->cur, err) != QR_OK) return QR_ERR;
     if (d->post_norms && rmsnorm(f, f->cur, L->post_attn_norm, R, hp->n_embd, f->cur, err) != QR_OK) return QR_ERR;
@@ -498,13 +629,32 @@ int output(qr_cuda_forward *f, int64_t n_out, qr_error *err) {
     return observe(f, -1, "logits", f->logits, n_out, n_vocab, err);
 }
 
+/* -ngl 0: the CPU ran every layer; the output norm of the wanted rows is left (into
+ * out_rows, where the last residual add would have fused it). */
+int norm_outputs(qr_cuda_forward *f, int64_t R, int64_t n_out, qr_error *err) {
+    const int64_t n_embd = f->m->desc.hp.n_embd;
+    if (n_out == 0) return QR_OK;
+    const float *rows = f->x;
+    if (n_out != R) {
+        if (qr_cuda_gather_rows(f->h, f->x, ix(f, IX_OUT), n_out, n_embd, f->s, err) != QR_OK) return QR_ERR;
+        rows = f->h;
+    }
+    return rmsnorm(f, rows, f->output_norm, n_out, n_embd, f->out_rows, err);
+}
+
 int run_layers(qr_cuda_forward *f, const qr_kv_cache *kv, int64_t R, int64_t n_out, qr_error *err) {
     const qr_descriptor *d = &f->m->desc;
-    if (qr_cuda_get_rows(f->tok_embd, ix(f, IX_TOK), R, d->embd_scale, f->x, f->s, err) != QR_OK) return QR_ERR;
-    if (observe(f, -1, "embd", f->x, R, d->hp.n_embd, err) != QR_OK) return QR_ERR;
+    if (f->layer_first == 0) { /* else x holds the CPU layers' output, uploaded by run_batch */
+        if (qr_cuda_get_rows(f->tok_embd, ix(f, IX_TOK), R, d->embd_scale, f->x, f->s, err) != QR_OK) return QR_ERR;
+        if (observe(f, -1, "embd", f->x, R, d->hp.n_embd, err) != QR_OK) return QR_ERR;
+    }
     int64_t rows = R;
     bool normed = false;
-    for (uint32_t il = 0; il < d->hp.n_layer; il++) {
+    if (f->layer_first == d->hp.n_layer) {
+        if (norm_outputs(f, R, n_out, err) != QR_OK) return QR_ERR;
+        rows = n_out;
+    }
+    for (uint32_t il = f->layer_first; il < d->hp.n_layer; il++) {
         const bool last = il == d->hp.n_layer - 1;
         /* The last layer drops the rows without logits between its two blocks; the norm
          * can be fused across that point only when no row is dropped. */
@@ -534,6 +684,9 @@ int upload_indices(qr_cuda_forward *f, const qr_kv_cache *kv, const qr_fwd_batch
     *n_out = 0;
     int64_t n_cells[2] = {0, 0};
     const int32_t rep[2] = {f->layer_full, f->layer_swa};
+    f->prompt_runs = true;
+    for (int64_t r = 1; r < R; r++)
+        if (r % QR_CUDA_ATTN_PREFILL_ROWS != 0 && (b->seq[r] != b->seq[r - 1] || b->pos[r] != b->pos[r - 1] + 1)) f->prompt_runs = false;
     const int64_t n_swa = qr_kv_n_swa(kv);
     for (int64_t r = 0; r < R; r++) {
         h[IX_TOK * B + r] = b->tokens[r];
@@ -590,9 +743,15 @@ int run_graph(qr_cuda_forward *f, const qr_kv_cache *kv, qr_error *err) {
     return QR_OK;
 }
 
-int run_batch(qr_cuda_forward *f, const qr_kv_cache *kv, const qr_fwd_batch *b, float *logits, qr_error *err) {
+/* hidden: the rows' input to layer_first from the CPU (NULL when the embedding is here). */
+int run_batch(qr_cuda_forward *f, const qr_kv_cache *kv, const qr_fwd_batch *b, const float *hidden, float *logits,
+              qr_error *err) {
     int64_t n_out = 0;
     if (upload_indices(f, kv, b, &n_out, err) != QR_OK) return QR_ERR;
+    if (hidden) {
+        const size_t n = (size_t)b->n_rows * (size_t)f->m->desc.hp.n_embd;
+        QR_CUDA_TRY(cudaMemcpyAsync(f->x, hidden, n * sizeof(float), cudaMemcpyHostToDevice, f->s), err);
+    }
     const bool graph = b->n_rows == 1 && n_out == 1 && !f->observer && getenv("QUARREL_CUDA_NO_GRAPH") == NULL;
     const int rc = graph ? run_graph(f, kv, err) : run_layers(f, kv, b->n_rows, n_out, err);
     if (rc != QR_OK) return QR_ERR;
@@ -603,16 +762,33 @@ int run_batch(qr_cuda_forward *f, const qr_kv_cache *kv, const qr_fwd_batch *b, 
     return QR_OK;
 }
 
-} // namespace
-
-extern "C" int qr_cuda_forward_run(qr_cuda_forward *f, qr_kv_cache *kv, const qr_fwd_batch *b, bool batch_invariant,
-                                   float *logits, qr_error *err) {
+int check_run(const qr_cuda_forward *f, const qr_kv_cache *kv, const qr_fwd_batch *b, qr_error *err) {
     if (qr_forward_check_batch(f->m, f->max_batch, b, err) != QR_OK) return QR_ERR;
     if (qr_kv_max_batch(kv) < b->n_rows) return qr_fail(err, "batch larger than the KV cache's max_batch");
     if (qr_kv_n_ctx(kv) > f->n_ctx) return qr_fail(err, "KV cache context exceeds the forward workspace");
+    return QR_OK;
+}
+
+} // namespace
+
+extern "C" int qr_cuda_forward_run_last(qr_cuda_forward *f, qr_kv_cache *kv, const qr_fwd_batch *b,
+                                        const float *hidden, bool batch_invariant, float *logits, qr_error *err) {
+    if (f->layer_first == 0) return qr_fail(err, "CUDA forward: every layer is here: use qr_cuda_forward_run");
+    if (check_run(f, kv, b, err) != QR_OK) return QR_ERR;
+    f->batch_invariant = batch_invariant;
+    if (flush_copies(f, err) != QR_OK) return QR_ERR;
+    return run_batch(f, kv, b, hidden, logits, err);
+}
+
+extern "C" int qr_cuda_forward_run(qr_cuda_forward *f, qr_kv_cache *kv, const qr_fwd_batch *b, bool batch_invariant,
+                                   float *logits, qr_error *err) {
+    if (f->layer_first > 0) return qr_fail(err, "CUDA forward: layers before %u are not here", f->layer_first);
+    if (check_run(f, kv, b, err) != QR_OK) return QR_ERR;
     if (qr_forward_append_rows(kv, b, f->saved_len, err) != QR_OK) return QR_ERR;
     f->batch_invariant = batch_invariant;
-    if (run_batch(f, kv, b, logits, err) != QR_OK) {
+    /* Appending may have copied shared pages (copy on write): the device repeats those
+     * copies before the pass stores into them. */
+    if (flush_copies(f, err) != QR_OK || run_batch(f, kv, b, NULL, logits, err) != QR_OK) {
         /* As forward.c: a failed pass drops the rows it appended. */
         for (int32_t r = b->n_rows - 1; r >= 0; r--) qr_kv_seq_truncate(kv, b->seq[r], f->saved_len[r], NULL);
         return QR_ERR;

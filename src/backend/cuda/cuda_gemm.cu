@@ -27,8 +27,11 @@ typedef cublasStatus_t (*gemm_ex_fn)(cublasHandle_t, cublasOperation_t, cublasOp
                                      const void *, cudaDataType, int, const void *, cudaDataType, int, const void *,
                                      void *, cudaDataType, int, cublasComputeType_t, cublasGemmAlgo_t);
 
-/* Weight rows dequantized per slice: at most this many F16 elements (64 MiB). */
-constexpr int64_t kSliceElems = 32ll << 20;
+/* Weight rows dequantized per slice: at most this many F16 elements (16 MiB). Slices are
+ * double-buffered: the next one is dequantized on a side stream while cuBLAS multiplies
+ * the current one, so the (memory-bound) dequantization hides behind the (tensor-bound)
+ * product for all but a matrix's first slice. */
+constexpr int64_t kSliceElems = 8ll << 20;
 
 __device__ __forceinline__ void round_to(float v, __half *p) { *p = __float2half_rn(v); }
 __device__ __forceinline__ void round_to(float v, __nv_bfloat16 *p) { *p = __float2bfloat16_rn(v); }
@@ -49,6 +52,8 @@ struct qr_cuda_gemm {
     gemm_ex_fn gemm_ex;
     void *scratch;
     size_t scratch_bytes;
+    cudaStream_t side;                       /* dequantizes the next slice */
+    cudaEvent_t start, ready[2], released[2]; /* ordering between the two streams */
 };
 
 extern "C" int qr_cuda_gemm_create(qr_cuda_gemm **out, qr_error *err) {
@@ -73,6 +78,14 @@ extern "C" int qr_cuda_gemm_create(qr_cuda_gemm **out, qr_error *err) {
         qr_cuda_gemm_free(g);
         return QR_OK;
     }
+    cudaEvent_t *evs[] = {&g->start, &g->ready[0], &g->ready[1], &g->released[0], &g->released[1]};
+    cudaError_t st = cudaStreamCreateWithFlags(&g->side, cudaStreamNonBlocking);
+    for (cudaEvent_t *e : evs)
+        if (st == cudaSuccess) st = cudaEventCreateWithFlags(e, cudaEventDisableTiming);
+    if (st != cudaSuccess) {
+        qr_cuda_gemm_free(g);
+        return qr_fail(err, "CUDA GEMM: creating its stream and events: %s", cudaGetErrorString(st));
+    }
     *out = g;
     return QR_OK;
 }
@@ -80,6 +93,10 @@ extern "C" int qr_cuda_gemm_create(qr_cuda_gemm **out, qr_error *err) {
 extern "C" void qr_cuda_gemm_free(qr_cuda_gemm *g) {
     if (!g) return;
     if (g->handle) g->destroy(g->handle);
+    cudaEvent_t evs[] = {g->start, g->ready[0], g->ready[1], g->released[0], g->released[1]};
+    for (cudaEvent_t e : evs)
+        if (e) cudaEventDestroy(e);
+    if (g->side) cudaStreamDestroy(g->side);
     cudaFree(g->scratch);
     if (g->lib) dlclose(g->lib);
     free(g);
@@ -102,10 +119,15 @@ extern "C" int qr_cuda_gemm_run(qr_cuda_gemm *g, const qr_cuda_matrix *w, const 
     const bool bf16 = w->type == QR_TYPE_BF16, in_place = bf16 || w->type == QR_TYPE_F16;
     const int64_t slice = in_place ? N : (kSliceElems / K > 0 ? kSliceElems / K : 1);
     const int64_t slice_rows = slice < N ? slice : N;
-    const size_t xbytes = (size_t)(n_rows * K) * 2, wbytes = in_place ? 0 : (size_t)(slice_rows * K) * 2;
-    if (reserve(g, (xbytes + 255) / 256 * 256 + wbytes, err) != QR_OK) return QR_ERR;
+    const size_t xbytes = (size_t)(n_rows * K) * 2, wbytes = in_place ? 0 : ((size_t)(slice_rows * K) * 2 + 255) / 256 * 256;
+    if (reserve(g, (xbytes + 255) / 256 * 256 + 2 * wbytes, err) != QR_OK) return QR_ERR;
     void *xh = g->scratch;
-    void *wh = (char *)g->scratch + (xbytes + 255) / 256 * 256;
+    char *wh[2] = {(char *)g->scratch + (xbytes + 255) / 256 * 256, NULL};
+    wh[1] = wh[0] + wbytes;
+    /* The side stream starts after everything queued on s so far (earlier users of the
+     * scratch included). */
+    QR_CUDA_TRY(cudaEventRecord(g->start, s), err);
+    QR_CUDA_TRY(cudaStreamWaitEvent(g->side, g->start, 0), err);
     const int64_t nx = n_rows * K;
     const unsigned blocks = (unsigned)((nx + 255) / 256 < 65535 * 16 ? (nx + 255) / 256 : 65535 * 16);
     if (bf16)
@@ -116,7 +138,7 @@ extern "C" int qr_cuda_gemm_run(qr_cuda_gemm *g, const qr_cuda_matrix *w, const 
     if (g->set_stream(g->handle, s) != CUBLAS_STATUS_SUCCESS) return qr_fail(err, "cublasSetStream failed");
     const cudaDataType t = bf16 ? CUDA_R_16BF : CUDA_R_16F;
     const float alpha = 1.0f, beta = 0.0f;
-    for (int64_t r0 = 0; r0 < N; r0 += slice_rows) {
+    for (int64_t r0 = 0, i = 0; r0 < N; r0 += slice_rows, i++) {
         const int64_t rows = N - r0 < slice_rows ? N - r0 : slice_rows;
         const void *a = NULL;
         int64_t lda = K;
@@ -124,11 +146,15 @@ extern "C" int qr_cuda_gemm_run(qr_cuda_gemm *g, const qr_cuda_matrix *w, const 
             a = w->data;
             lda = (int64_t)(w->pitch / 2);
         } else {
+            const int b = (int)(i % 2);
             qr_cuda_matrix view = *w;
             view.rows = rows;
             view.data = w->data + (size_t)r0 * w->pitch;
-            if (qr_cuda_dequant_launch(&view, wh, true, s, err) != QR_OK) return QR_ERR;
-            a = wh;
+            if (i >= 2) QR_CUDA_TRY(cudaStreamWaitEvent(g->side, g->released[b], 0), err); /* slice i - 2 is done */
+            if (qr_cuda_dequant_launch(&view, wh[b], true, g->side, err) != QR_OK) return QR_ERR;
+            QR_CUDA_TRY(cudaEventRecord(g->ready[b], g->side), err);
+            QR_CUDA_TRY(cudaStreamWaitEvent(s, g->ready[b], 0), err);
+            a = wh[b];
         }
         /* Column-major view: Y^T[N x R] = W[K x N]^T X^T[K x R], both read as K-major. */
         const cublasStatus_t st = g->gemm_ex(g->handle, CUBLAS_OP_T, CUBLAS_OP_N, (int)rows, (int)n_rows, (int)K, &alpha,
@@ -137,6 +163,7 @@ extern "C" int qr_cuda_gemm_run(qr_cuda_gemm *g, const qr_cuda_matrix *w, const 
         if (st != CUBLAS_STATUS_SUCCESS)
             return qr_fail(err, "cublasGemmEx (%lld x %lld x %lld, %s) failed: status %d", (long long)rows,
                            (long long)n_rows, (long long)K, qr_type_name(w->type), (int)st);
+        if (!in_place) QR_CUDA_TRY(cudaEventRecord(g->released[i % 2], s), err);
     }
     return QR_OK;
 }

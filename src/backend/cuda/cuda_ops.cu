@@ -8,6 +8,7 @@
 #include <math.h>
 
 #include "backend/cuda/cuda_common.h"
+#include "backend/cuda/warp_absmax.h"
 #include "backend/cuda/dequant_device.h"
 
 extern "C" {
@@ -260,19 +261,10 @@ __global__ void act_q8_kernel(const float *x, float *y, int64_t n_blocks) {
     const int lane = threadIdx.x % 32;
     if (b >= n_blocks) return;
     const float *xb = x + b * QK;
-    float v[PER], amax = 0.0f, ext = 0.0f;
-    int at = QK;
+    float v[PER], amax, ext;
 #pragma unroll
-    for (int j = 0; j < PER; j++) {
-        v[j] = xb[lane + 32 * j];
-        if (fabsf(v[j]) > amax) amax = fabsf(v[j]), ext = v[j], at = lane + 32 * j;
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) { /* largest magnitude, first index on ties */
-        const float a2 = __shfl_xor_sync(0xffffffffu, amax, o), e2 = __shfl_xor_sync(0xffffffffu, ext, o);
-        const int i2 = __shfl_xor_sync(0xffffffffu, at, o);
-        if (a2 > amax || (a2 == amax && i2 < at)) amax = a2, ext = e2, at = i2;
-    }
+    for (int j = 0; j < PER; j++) v[j] = xb[lane + 32 * j];
+    qr_warp_absmax<PER>(v, lane, amax, ext);
     float *yb = y + b * QK;
     if (!K) {
         const float d = __half2float(__float2half_rn(amax / 127.f)), id = amax != 0.0f ? 127.f / amax : 0.0f;

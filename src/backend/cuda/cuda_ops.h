@@ -79,6 +79,16 @@ int64_t qr_cuda_attention_scratch(int64_t n_rows, int64_t n_head, int64_t head_d
 int qr_cuda_attention(const qr_attn_args *a, int n_split, float *scratch, unsigned *counters, void *stream,
                       qr_error *err);
 
+/* Attention of a prompt batch on the tensor cores (attn_prefill.cu): as qr_cuda_attention,
+ * for batches whose rows come in runs of QR_CUDA_ATTN_PREFILL_ROWS (the last may be shorter) that are each
+ * one sequence at consecutive positions, row r's cells being the positions
+ * pos[r] - len_r + 1 .. pos[r] in order; pos[r] on the device. Sums in another order than
+ * qr_cuda_attention, so not for batch-invariant steps. supported: F16 cache, K and V
+ * head dims equal and 64, 128 or 256. */
+#define QR_CUDA_ATTN_PREFILL_ROWS 64
+bool qr_cuda_attention_prefill_supported(const qr_attn_args *a);
+int qr_cuda_attention_prefill(const qr_attn_args *a, const int32_t *pos, void *stream, qr_error *err);
+
 /* Matrix products of prompt batches through cuBLAS (cuda_gemm.cu), loaded at run time:
  * create hands back NULL (and QR_OK) where libcublas is absent. run: y[r] = W x[r] for
  * r < n_rows, W dequantized exactly to F16 (BF16 weights: BF16), x rounded to the same

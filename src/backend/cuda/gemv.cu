@@ -14,11 +14,19 @@
  * quarter of the FMA rate), the dot with x is F32 FMAs, and each 16-element group's
  * scale (and min) is applied once per lane and group. Each lane accumulates in a fixed
  * order and the warp reduces with a fixed butterfly, so a row's result is the same for
- * any batch size. */
+ * any batch size.
+ *
+ * The integer GEMV (gemv_q8_kernel, gemv_q8.h) stages weight tiles the same way, but
+ * takes activations quantized to int8 as the CPU backend quantizes them
+ * (quantize_act.cu) and multiplies them with the weights' integer quants with dp4a,
+ * four products per instruction: about one instruction per weight where the float path
+ * spends five. The per-format decoders are in gemv_q8_items.h. The float path remains
+ * for F32/F16/BF16, for the formats without an integer decoder, and for comparisons. */
 #include <cuda_fp16.h>
 
 #include "backend/cuda/cuda_common.h"
 #include "backend/cuda/dequant_device.h"
+#include "backend/cuda/gemv_q8.h"
 
 namespace {
 
@@ -133,7 +141,6 @@ template <class F>
 struct Tile {
     static constexpr int BYTES = F::TB * F::TS;
     static constexpr int CHUNKS = BYTES / 16;
-    static constexpr int CPL = (CHUNKS + 31) / 32; /* 16-byte loads per lane per tile */
     static constexpr int ELEMS = F::TB * F::QK;
     static constexpr int GROUPS = ELEMS / F::GS;
     static_assert(BYTES % 16 == 0, "a tile must be a whole number of 16-byte chunks");
@@ -152,6 +159,37 @@ __device__ __forceinline__ void warp_store(float *acc, float *y, int64_t rows, i
         for (int c = 0; c < NC; c++) y[c * rows + r] = acc[c];
     }
 }
+
+/* A warp's stream of tiles of TB blocks of TS bytes from one row: fetch() issues a tile's
+ * coalesced 16-byte loads into registers (lane l takes chunks l, l + 32, ...), park()
+ * stores them in the warp's shared-memory stage. Fetching the next tile before the
+ * parked one is used keeps its loads in flight meanwhile. */
+template <int TS, int TB>
+struct TileStream {
+    static constexpr int CHUNKS = TB * TS / 16, CPL = (CHUNKS + 31) / 32; /* loads per lane */
+    const uint8_t *row;
+    int64_t nb;
+    int lane;
+    int nchunks; /* chunks of the fetched tile */
+    uint4 v[CPL];
+    __device__ __forceinline__ void fetch(int64_t b0) {
+        const int64_t nblk = min((int64_t)TB, nb - b0);
+        nchunks = (int)((nblk * TS + 15) / 16); /* may read the row's zero pad */
+        const uint4 *src = (const uint4 *)(row + b0 * TS);
+#pragma unroll
+        for (int k = 0; k < CPL; k++) {
+            const int ch = lane + 32 * k;
+            if (ch < nchunks) v[k] = ld_stream(src + ch);
+        }
+    }
+    __device__ __forceinline__ void park(uint4 *stage) const {
+#pragma unroll
+        for (int k = 0; k < CPL; k++) {
+            const int ch = lane + 32 * k;
+            if (ch < nchunks) stage[ch] = v[k];
+        }
+    }
+};
 
 /* The dot of one staged tile with x: 8 warp steps of 256 elements; lane l takes elements
  * 4l..4l+3 and 128+4l..+3 of each, so its offsets inside a block are the same at every
@@ -219,27 +257,13 @@ gemv_block_kernel(const uint8_t *__restrict__ w, size_t pitch, int64_t rows, int
 #pragma unroll
     for (int c = 0; c < NC; c++) acc[c] = 0.0f;
 
-    uint4 v[T::CPL];
-    int nchunks = 0; /* chunks of the tile held in v */
-    auto fetch = [&](int64_t b0) {
-        const int64_t nblk = min((int64_t)F::TB, nb - b0);
-        nchunks = (int)((nblk * F::TS + 15) / 16); /* may read the row's zero pad */
-        const uint4 *src = (const uint4 *)(row + b0 * F::TS);
-#pragma unroll
-        for (int k = 0; k < T::CPL; k++) {
-            const int ch = lane + 32 * k;
-            if (ch < nchunks) v[k] = ld_stream(src + ch);
-        }
-    };
-    fetch(0);
+    TileStream<F::TS, F::TB> ts;
+    ts.row = row, ts.nb = nb, ts.lane = lane;
+    ts.fetch(0);
     for (int64_t b0 = 0; b0 < nb; b0 += F::TB) {
-#pragma unroll
-        for (int k = 0; k < T::CPL; k++) {
-            const int ch = lane + 32 * k;
-            if (ch < nchunks) stage[warp][ch] = v[k];
-        }
+        ts.park(stage[warp]);
         __syncwarp();
-        if (b0 + F::TB < nb) fetch(b0 + F::TB); /* in flight while this tile is decoded */
+        if (b0 + F::TB < nb) ts.fetch(b0 + F::TB); /* in flight while this tile is decoded */
         const int nel = (int)min((int64_t)F::TB, nb - b0) * F::QK;
 #pragma unroll
         for (int k = 0; k < T::GROUPS / 32; k++) {
@@ -365,6 +389,81 @@ gemv_generic_kernel(qr_type t, int bs, int ts, const uint8_t *__restrict__ w, si
     warp_store<NC>(acc, y, rows, r, lane);
 }
 
+/* ---- Integer GEMV on quantized activations (gemv_q8.h) ------------------------------------ */
+
+} // namespace
+
+#include "backend/cuda/gemv_q8_items.h"
+
+namespace {
+
+using namespace qr_q8;
+
+/* One warp per row, as gemv_block_kernel: tiles of TB blocks fetched with coalesced
+ * 16-byte loads into shared memory (the next tile in flight while this one is used),
+ * then lane l takes items l, l + 32, ... of the tile in that fixed order. */
+template <class F, int NC>
+__global__ void __launch_bounds__(32 * kWarps, NC <= 2 ? QR_GEMV_MIN_BLOCKS : 3)
+gemv_q8_kernel(const uint8_t *__restrict__ w, size_t pitch, int64_t rows, int64_t cols, Act a,
+               float *__restrict__ y) {
+    using Stream = TileStream<F::TS, F::TB>;
+    constexpr int ITEMS = F::TB * F::IPB;
+    static_assert(F::TB * F::TS % 16 == 0 && ITEMS % 32 == 0, "tile shape");
+    __shared__ uint4 stage[kWarps][Stream::CHUNKS + 1]; /* + 1: ld_words_a2 reads a word past a block */
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t r = (int64_t)blockIdx.x * kWarps + warp;
+    if (r >= rows) return;
+    const uint8_t *row = w + (size_t)r * pitch;
+    const int64_t nb = cols / F::QK;
+    const uint8_t *tile = (const uint8_t *)stage[warp];
+    float acc[NC];
+#pragma unroll
+    for (int c = 0; c < NC; c++) acc[c] = 0.0f;
+
+    Stream ts;
+    ts.row = row, ts.nb = nb, ts.lane = lane;
+    ts.fetch(0);
+    for (int64_t b0 = 0; b0 < nb; b0 += F::TB) {
+        ts.park(stage[warp]);
+        __syncwarp();
+        if (b0 + F::TB < nb) ts.fetch(b0 + F::TB);
+        const int nit = (int)min((int64_t)F::TB, nb - b0) * F::IPB;
+        if (nit == ITEMS) {
+#pragma unroll
+            for (int k = 0; k < ITEMS / 32; k++) {
+                const int it = lane + 32 * k;
+                F::template dot<NC>(tile + (it / F::IPB) * F::TS, it % F::IPB, b0 + it / F::IPB, a, acc);
+            }
+        } else {
+            for (int it = lane; it < nit; it += 32)
+                F::template dot<NC>(tile + (it / F::IPB) * F::TS, it % F::IPB, b0 + it / F::IPB, a, acc);
+        }
+        __syncwarp();
+    }
+    warp_store<NC>(acc, y, rows, r, lane);
+}
+
+template <int NC>
+void launch_q8(const qr_cuda_matrix *m, const Act &a, float *y, cudaStream_t s) {
+    const dim3 g((unsigned)((m->rows + kWarps - 1) / kWarps)), b(32 * kWarps);
+#define QR_Q8(F) gemv_q8_kernel<F, NC><<<g, b, 0, s>>>(m->data, m->pitch, m->rows, m->cols, a, y)
+    switch (m->type) {
+    case QR_TYPE_Q4_0: QR_Q8(IQ4_32<false>); break;
+    case QR_TYPE_Q4_1: QR_Q8(IQ4_1); break;
+    case QR_TYPE_Q5_0: QR_Q8(IQ5<false>); break;
+    case QR_TYPE_Q5_1: QR_Q8(IQ5<true>); break;
+    case QR_TYPE_Q8_0: QR_Q8(IQ8_0); break;
+    case QR_TYPE_Q2_K: QR_Q8(IQ2_K); break;
+    case QR_TYPE_Q3_K: QR_Q8(IQ3_K); break;
+    case QR_TYPE_Q4_K: QR_Q8(IK45<false>); break;
+    case QR_TYPE_Q5_K: QR_Q8(IK45<true>); break;
+    case QR_TYPE_Q6_K: QR_Q8(IQ6_K); break;
+    case QR_TYPE_IQ4_NL: QR_Q8(IQ4_32<true>); break;
+    default: QR_Q8(IIQ4_XS); break;
+    }
+#undef QR_Q8
+}
+
 struct Launch {
     const qr_cuda_matrix *m;
     const float *x;
@@ -417,5 +516,28 @@ int qr_cuda_gemv_launch(const qr_cuda_matrix *m, const float *x, float *y, int n
     default: launch_nc<8>(L); break;
     }
     QR_CUDA_LAUNCHED("the GEMV kernel", err);
+    return QR_OK;
+}
+
+extern "C" int qr_cuda_gemv_q8(const qr_cuda_matrix *m, const void *act_dev, float *y_dev, int ncols, void *stream,
+                               qr_error *err) {
+    if (ncols < 1 || ncols > QR_CUDA_GEMV_MAX_COLS)
+        return qr_fail(err, "qr_cuda_gemv_q8: ncols %d is outside 1..%d", ncols, QR_CUDA_GEMV_MAX_COLS);
+    if ((uintptr_t)act_dev % 16 != 0) return qr_fail(err, "qr_cuda_gemv_q8: the activations are not 16-byte aligned");
+    qr_cuda_act_layout L;
+    if (qr_cuda_act_q8_layout(m->type, m->cols, &L, err) != QR_OK) return QR_ERR;
+    const Act a = {(const uint8_t *)act_dev, L.col_bytes, L.d_off, L.bsum_off, L.s_off};
+    cudaStream_t s = (cudaStream_t)stream;
+    switch (ncols) {
+    case 1: launch_q8<1>(m, a, y_dev, s); break;
+    case 2: launch_q8<2>(m, a, y_dev, s); break;
+    case 3: launch_q8<3>(m, a, y_dev, s); break;
+    case 4: launch_q8<4>(m, a, y_dev, s); break;
+    case 5: launch_q8<5>(m, a, y_dev, s); break;
+    case 6: launch_q8<6>(m, a, y_dev, s); break;
+    case 7: launch_q8<7>(m, a, y_dev, s); break;
+    default: launch_q8<8>(m, a, y_dev, s); break;
+    }
+    QR_CUDA_LAUNCHED("the integer GEMV kernel", err);
     return QR_OK;
 }

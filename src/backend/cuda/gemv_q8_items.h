@@ -1,0 +1,348 @@
+/* The integer GEMV's per-format decoders (gemv.cu's gemv_q8_kernel): each format's
+ * blocks are cut into IPB items, and dot<NC>() multiplies one item of a weight block
+ * (staged in shared memory) with the matching quantized activations of NC columns
+ * (gemv_q8.h layout) using dp4a, adding the item's float contribution to acc[c].
+ * The integer sums are exact; each column's float operations are explicit _rn
+ * intrinsics in a fixed order, so a column's result does not depend on NC.
+ *
+ * Device code, included by gemv.cu after it defines half_at (an fp16 at a 2-byte
+ * aligned address as a float) and includes dequant_device.h (qr_k4_scale_min). */
+#ifndef QR_BACKEND_CUDA_GEMV_Q8_ITEMS_H
+#define QR_BACKEND_CUDA_GEMV_Q8_ITEMS_H
+
+#include <stdint.h>
+
+/* Super-blocks per staged tile of the 256-element formats (Q2_K/Q3_K: twice as many, as
+ * they have 2 items per block): 8 gives each lane one item per tile; an override is
+ * for tuning runs only (more bytes in flight per warp, more registers). */
+#ifndef QR_GEMV_Q8_KTB
+#define QR_GEMV_Q8_KTB 8
+#endif
+
+namespace qr_q8 {
+
+/* The quantized activations of the columns (layout in gemv_q8.h). */
+struct Act {
+    const uint8_t *base;
+    size_t stride, d_off, bs_off, s_off;
+    __device__ const int4 *q16(int c, int64_t e) const { /* 16 quants from element e */
+        return (const int4 *)(base + c * stride + e);
+    }
+    __device__ float d(int c, int64_t b) const { return __ldg((const float *)(base + c * stride + d_off) + b); }
+    __device__ float s(int c, int64_t b) const { return __ldg((const float *)(base + c * stride + s_off) + b); }
+    __device__ const int16_t *bs(int c) const { return (const int16_t *)(base + c * stride + bs_off); }
+};
+
+/* n words from a 2-byte aligned shared-memory address: aligned words, funnel-shifted
+ * (reads one word past the end; the stage has a spare chunk). */
+template <int N>
+__device__ __forceinline__ void ld_words_a2(const uint8_t *p, uint32_t *out) {
+    const uint32_t *a = (const uint32_t *)((uintptr_t)p & ~(uintptr_t)3);
+    const unsigned sh = ((uintptr_t)p & 2u) * 8u;
+    uint32_t w[N + 1];
+#pragma unroll
+    for (int i = 0; i <= N; i++) w[i] = a[i];
+#pragma unroll
+    for (int i = 0; i < N; i++) out[i] = __funnelshift_r(w[i], w[i + 1], sh);
+}
+
+/* Sum of 16 products of four quant words with 16 activations. */
+__device__ __forceinline__ int dot16(const uint32_t *q, const int4 a, int acc) {
+    acc = __dp4a((int)q[0], a.x, acc);
+    acc = __dp4a((int)q[1], a.y, acc);
+    acc = __dp4a((int)q[2], a.z, acc);
+    return __dp4a((int)q[3], a.w, acc);
+}
+
+/* Bits 0..3 of n to bit 0 of bytes 0..3. */
+__device__ __forceinline__ uint32_t spread4(uint32_t n) { return ((n & 0xF) * 0x00204081u) & 0x01010101u; }
+
+/* a * b + c rounded once, whatever the compiler's contraction choices: the same result for every NC. */
+__device__ __forceinline__ float fma_rn(float a, float b, float c) { return __fmaf_rn(a, b, c); }
+
+/* Per format: TS bytes and QK elements per block, TB blocks per staged tile (TB * TS a
+ * multiple of 16 bytes, TB * IPB a multiple of 32), and dot(): item `it` (< IPB) of the
+ * block at `b` in shared memory (global block index gb) into acc[NC]. Every item reads
+ * its weights once for all columns. */
+
+/* 32-element blocks with a 4-bit or 5-bit low part: lo/hi = elements 0..15 / 16..31. */
+template <int NC, bool MIN>
+__device__ __forceinline__ void dot_q32(const uint32_t *lo, const uint32_t *hi, float d, float m, int offset,
+                                        int64_t gb, const Act &a, float *acc) {
+#pragma unroll
+    for (int c = 0; c < NC; c++) {
+        const int4 *x = a.q16(c, gb * 32);
+        int isum = dot16(hi, __ldg(x + 1), dot16(lo, __ldg(x), 0));
+        if (offset) {
+            const int *bs = (const int *)a.bs(c) + gb; /* both 16-sums of the block */
+            const int two = __ldg(bs);
+            isum -= offset * ((int)(int16_t)(two & 0xFFFF) + (two >> 16));
+        }
+        const float t = __fmul_rn(__fmul_rn(d, a.d(c, gb)), (float)isum);
+        acc[c] = __fadd_rn(acc[c], MIN ? fma_rn(m, a.s(c, gb), t) : t);
+    }
+}
+
+struct IQ4_1 {
+    static constexpr int TS = 20, QK = 32, TB = 64, IPB = 1;
+    template <int NC>
+    __device__ static void dot(const uint8_t *b, int, int64_t gb, const Act &a, float *acc) {
+        uint32_t lo[4], hi[4];
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const uint32_t w = ((const uint32_t *)(b + 4))[i];
+            lo[i] = w & 0x0F0F0F0F, hi[i] = (w >> 4) & 0x0F0F0F0F;
+        }
+        dot_q32<NC, true>(lo, hi, half_at(b), half_at(b + 2), 0, gb, a, acc);
+    }
+};
+
+/* Q5_0/Q5_1: the fifth bit of element j is bit j of qh. */
+template <bool ONE>
+struct IQ5 {
+    static constexpr int TS = ONE ? 24 : 22, QK = 32, TB = 64, IPB = 1;
+    template <int NC>
+    __device__ static void dot(const uint8_t *b, int, int64_t gb, const Act &a, float *acc) {
+        constexpr int QH = ONE ? 4 : 2;
+        uint32_t w[5], lo[4], hi[4];
+        ld_words_a2<5>(b + QH, w); /* qh, then the 16 bytes of qs */
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            lo[i] = (w[i + 1] & 0x0F0F0F0F) | spread4(w[0] >> (4 * i)) << 4;
+            hi[i] = ((w[i + 1] >> 4) & 0x0F0F0F0F) | spread4(w[0] >> (16 + 4 * i)) << 4;
+        }
+        dot_q32<NC, ONE>(lo, hi, half_at(b), ONE ? half_at(b + 2) : 0.0f, ONE ? 0 : 16, gb, a, acc);
+    }
+};
+
+/* The IQ4_NL codebook values (llama.cpp kvalues_iq4nl) of the four nibbles in bytes 0..3
+ * of v (each < 16): two byte permutes of the table's halves, picked by bit 3. */
+__device__ __forceinline__ uint32_t iq4_lookup(uint32_t v) {
+    constexpr uint32_t T0 = 0xBFAD9881u, T1 = 0xF6EADDCFu; /* -127 -104 -83 -65 | -49 -35 -22 -10 */
+    constexpr uint32_t T2 = 0x26190D01u, T3 = 0x71594535u; /*    1   13  25  38 |  53  69  89 113 */
+    const uint32_t x = v & 0x07070707u, y = x | x >> 4;
+    const uint32_t sel = (y & 0xFFu) | (y >> 8 & 0xFF00u); /* the four 3-bit indices as nibbles */
+    const uint32_t lo = __byte_perm(T0, T1, sel), hi = __byte_perm(T2, T3, sel);
+    const uint32_t m = ((v >> 3) & 0x01010101u) * 0xFFu;
+    return (lo & ~m) | (hi & m);
+}
+
+/* Q4_0 (values q - 8) and IQ4_NL (codebook values): d, then 16 bytes whose low nibbles
+ * are elements 0..15 and high nibbles 16..31. */
+template <bool NL>
+struct IQ4_32 {
+    static constexpr int TS = 18, QK = 32, TB = 64, IPB = 1;
+    template <int NC>
+    __device__ static void dot(const uint8_t *b, int, int64_t gb, const Act &a, float *acc) {
+        uint32_t w[4], lo[4], hi[4];
+        ld_words_a2<4>(b + 2, w);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            lo[i] = w[i] & 0x0F0F0F0F, hi[i] = (w[i] >> 4) & 0x0F0F0F0F;
+            if (NL) lo[i] = iq4_lookup(lo[i]), hi[i] = iq4_lookup(hi[i]);
+        }
+        dot_q32<NC, false>(lo, hi, half_at(b), 0.0f, NL ? 0 : 8, gb, a, acc);
+    }
+};
+
+/* Q8_0: item h = elements 16h..16h+15. */
+struct IQ8_0 {
+    static constexpr int TS = 34, QK = 32, TB = 64, IPB = 2;
+    template <int NC>
+    __device__ static void dot(const uint8_t *b, int h, int64_t gb, const Act &a, float *acc) {
+        uint32_t w[4];
+        ld_words_a2<4>(b + 2 + 16 * h, w);
+        const float d = half_at(b);
+#pragma unroll
+        for (int c = 0; c < NC; c++) {
+            const int isum = dot16(w, __ldg(a.q16(c, gb * 32 + 16 * h)), 0);
+            acc[c] = __fadd_rn(acc[c], __fmul_rn(__fmul_rn(d, a.d(c, gb)), (float)isum));
+        }
+    }
+};
+
+/* K-quants: acc += d8 * (d * sum(sc * isum) - dmin * sum(m * bsum)), the integer sums
+ * over the item's groups exact. */
+__device__ __forceinline__ void acc_k(float *acc, const Act &a, int c, int64_t gb, float d, int si, float dmin,
+                                      int mi) {
+    const float t = fma_rn(-dmin, (float)mi, __fmul_rn(d, (float)si)); /* exact d * si when mi = 0 */
+    acc[c] = fma_rn(a.d(c, gb), t, acc[c]);
+}
+
+/* Q4_K/Q5_K: item p = sub-blocks 2p (low nibbles of qs[32p..32p+31]) and 2p+1 (high). */
+template <bool FIVE>
+struct IK45 {
+    static constexpr int TS = FIVE ? 176 : 144, QK = 256, TB = QR_GEMV_Q8_KTB, IPB = 4;
+    template <int NC>
+    __device__ static void dot(const uint8_t *b, int p, int64_t gb, const Act &a, float *acc) {
+        const uint4 *qs = (const uint4 *)(b + (FIVE ? 48 : 16) + 32 * p);
+        uint32_t lo[8], hi[8];
+        {
+            const uint4 u0 = qs[0], u1 = qs[1];
+            const uint32_t w[8] = {u0.x, u0.y, u0.z, u0.w, u1.x, u1.y, u1.z, u1.w};
+#pragma unroll
+            for (int i = 0; i < 8; i++) lo[i] = w[i] & 0x0F0F0F0F, hi[i] = (w[i] >> 4) & 0x0F0F0F0F;
+        }
+        if (FIVE) {
+            const uint4 h0 = ((const uint4 *)(b + 16))[0], h1 = ((const uint4 *)(b + 16))[1];
+            const uint32_t qh[8] = {h0.x, h0.y, h0.z, h0.w, h1.x, h1.y, h1.z, h1.w};
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                lo[i] |= ((qh[i] >> (2 * p)) & 0x01010101) << 4;
+                hi[i] |= ((qh[i] >> (2 * p + 1)) & 0x01010101) << 4;
+            }
+        }
+        int sc0, m0, sc1, m1;
+        qr_k4_scale_min(b + 4, 2 * p, &sc0, &m0);
+        qr_k4_scale_min(b + 4, 2 * p + 1, &sc1, &m1);
+        const float d = half_at(b), dmin = half_at(b + 2);
+#pragma unroll
+        for (int c = 0; c < NC; c++) {
+            const int4 *x = a.q16(c, gb * 256 + 64 * p);
+            const int i0 = dot16(lo + 4, __ldg(x + 1), dot16(lo, __ldg(x), 0));
+            const int i1 = dot16(hi + 4, __ldg(x + 3), dot16(hi, __ldg(x + 2), 0));
+            const short4 bs = __ldg((const short4 *)(a.bs(c) + gb * 16 + 4 * p));
+            acc_k(acc, a, c, gb, d, sc0 * i0 + sc1 * i1, dmin, m0 * (bs.x + bs.y) + m1 * (bs.z + bs.w));
+        }
+    }
+};
+
+/* IQ4_XS: item p = sub-blocks 2p and 2p + 1 (qs[32p..32p+31], each 16 bytes as IQ4_NL's),
+ * 6-bit scales - 32 (low nibble p of scales_l, bits 2s of scales_h). */
+struct IIQ4_XS {
+    static constexpr int TS = 136, QK = 256, TB = QR_GEMV_Q8_KTB, IPB = 4;
+    template <int NC>
+    __device__ static void dot(const uint8_t *b, int p, int64_t gb, const Act &a, float *acc) {
+        uint32_t lo[8], hi[8];
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const uint32_t w = ((const uint32_t *)(b + 8 + 32 * p))[i];
+            lo[i] = iq4_lookup(w & 0x0F0F0F0F), hi[i] = iq4_lookup((w >> 4) & 0x0F0F0F0F);
+        }
+        const int sh = *(const uint16_t *)(b + 2), sl = b[4 + p];
+        const int s0 = ((sl & 0xF) | ((sh >> (4 * p)) & 3) << 4) - 32;
+        const int s1 = ((sl >> 4) | ((sh >> (4 * p + 2)) & 3) << 4) - 32;
+        const float d = half_at(b);
+#pragma unroll
+        for (int c = 0; c < NC; c++) {
+            const int4 *x = a.q16(c, gb * 256 + 64 * p);
+            const int i0 = dot16(hi, __ldg(x + 1), dot16(lo, __ldg(x), 0));
+            const int i1 = dot16(hi + 4, __ldg(x + 3), dot16(lo + 4, __ldg(x + 2), 0));
+            acc_k(acc, a, c, gb, d, s0 * i0 + s1 * i1, 0.0f, 0);
+        }
+    }
+};
+
+/* Q6_K: item p = (h, j) = (p / 2, p % 2): elements 128h + 32k + l for k = j (low nibbles
+ * of ql[64h + 32j + l]) and k = j + 2 (high nibbles); bits 2k of qh[32h + l] on top;
+ * group 8h + 2k + l / 16 has scale sc; quants are stored + 32. */
+struct IQ6_K {
+    static constexpr int TS = 210, QK = 256, TB = QR_GEMV_Q8_KTB, IPB = 4;
+    template <int NC>
+    __device__ static void dot(const uint8_t *b, int p, int64_t gb, const Act &a, float *acc) {
+        const int h = p / 2, j = p % 2;
+        uint32_t ql[8], qh[8], q[2][8];
+        ld_words_a2<8>(b + 64 * h + 32 * j, ql);
+        ld_words_a2<8>(b + 128 + 32 * h, qh);
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            q[0][i] = (ql[i] & 0x0F0F0F0F) | ((qh[i] >> (2 * j)) & 0x03030303) << 4;
+            q[1][i] = ((ql[i] >> 4) & 0x0F0F0F0F) | ((qh[i] >> (2 * j + 4)) & 0x03030303) << 4;
+        }
+        const int8_t *sc = (const int8_t *)b + 192 + 8 * h + 2 * j; /* groups g, g+1, g+4, g+5 */
+        const int s[4] = {sc[0], sc[1], sc[4], sc[5]};
+        const float d = half_at(b + 208);
+#pragma unroll
+        for (int c = 0; c < NC; c++) {
+            const int64_t e = gb * 256 + 128 * h + 32 * j;
+            const int4 *x = a.q16(c, e);
+            const int16_t *bs = a.bs(c) + e / 16;
+            int si = 0;
+#pragma unroll
+            for (int k = 0; k < 2; k++) { /* k = j, then j + 2 (64 elements on) */
+#pragma unroll
+                for (int g = 0; g < 2; g++) {
+                    const int isum = dot16(q[k] + 4 * g, __ldg(x + 4 * k + g), 0);
+                    si += s[2 * k + g] * (isum - 32 * (int)__ldg(bs + 4 * k + g));
+                }
+            }
+            acc_k(acc, a, c, gb, d, si, 0.0f, 0);
+        }
+    }
+};
+
+/* Q2_K / Q3_K: item h = elements 128h + 32k + l (k < 4, l < 32) with 2-bit quants in
+ * bits 2k of qs[32h + l]; group 8h + 2k + l / 16. */
+struct IQ2_K {
+    static constexpr int TS = 84, QK = 256, TB = 2 * QR_GEMV_Q8_KTB, IPB = 2;
+    template <int NC>
+    __device__ static void dot(const uint8_t *b, int h, int64_t gb, const Act &a, float *acc) {
+        uint32_t w[8];
+#pragma unroll
+        for (int i = 0; i < 8; i++) w[i] = ((const uint32_t *)(b + 16 + 32 * h))[i];
+        const uint8_t *sc = b + 8 * h;
+        const float d = half_at(b + 80), dmin = half_at(b + 82);
+#pragma unroll
+        for (int c = 0; c < NC; c++) {
+            const int64_t e = gb * 256 + 128 * h;
+            const int4 *x = a.q16(c, e);
+            const int16_t *bs = a.bs(c) + e / 16;
+            int si = 0, mi = 0;
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                uint32_t q[8];
+#pragma unroll
+                for (int i = 0; i < 8; i++) q[i] = (w[i] >> (2 * k)) & 0x03030303;
+#pragma unroll
+                for (int g = 0; g < 2; g++) {
+                    const int s = sc[2 * k + g];
+                    si += (s & 0xF) * dot16(q + 4 * g, __ldg(x + 2 * k + g), 0);
+                    mi += (s >> 4) * (int)__ldg(bs + 2 * k + g);
+                }
+            }
+            acc_k(acc, a, c, gb, d, si, dmin, mi);
+        }
+    }
+};
+
+/* Q3_K: the third bit is bit 4h + k of hmask[l], set meaning +0 and clear -4 (so the
+ * stored value is q + 4 with the bit as bit 2); 6-bit scales - 32. */
+struct IQ3_K {
+    static constexpr int TS = 110, QK = 256, TB = 2 * QR_GEMV_Q8_KTB, IPB = 2;
+    template <int NC>
+    __device__ static void dot(const uint8_t *b, int h, int64_t gb, const Act &a, float *acc) {
+        uint32_t w[8], hm[8];
+        ld_words_a2<8>(b + 32 + 32 * h, w);
+        ld_words_a2<8>(b, hm);
+        int s[8];
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const int g = 8 * h + i;
+            const int lo = g < 8 ? b[96 + g] & 0x0F : b[96 + g - 8] >> 4;
+            s[i] = (lo | ((b[104 + g % 4] >> (2 * (g / 4))) & 3) << 4) - 32;
+        }
+        const float d = half_at(b + 108);
+#pragma unroll
+        for (int c = 0; c < NC; c++) {
+            const int64_t e = gb * 256 + 128 * h;
+            const int4 *x = a.q16(c, e);
+            const int16_t *bs = a.bs(c) + e / 16;
+            int si = 0;
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                uint32_t q[8];
+#pragma unroll
+                for (int i = 0; i < 8; i++)
+                    q[i] = ((w[i] >> (2 * k)) & 0x03030303) | ((hm[i] >> (4 * h + k)) & 0x01010101) << 2;
+#pragma unroll
+                for (int g = 0; g < 2; g++)
+                    si += s[2 * k + g] * (dot16(q + 4 * g, __ldg(x + 2 * k + g), 0) - 4 * (int)__ldg(bs + 2 * k + g));
+            }
+            acc_k(acc, a, c, gb, d, si, 0.0f, 0);
+        }
+    }
+};
+
+} // namespace qr_q8
+
+#endif
