@@ -27,11 +27,11 @@ typedef cublasStatus_t (*gemm_ex_fn)(cublasHandle_t, cublasOperation_t, cublasOp
                                      const void *, cudaDataType, int, const void *, cudaDataType, int, const void *,
                                      void *, cudaDataType, int, cublasComputeType_t, cublasGemmAlgo_t);
 
-/* Weight rows dequantized per slice: at most this many F16 elements (16 MiB). Slices are
+/* Weight rows dequantized per slice: at most this many F16 elements (64 MiB). Slices are
  * double-buffered: the next one is dequantized on a side stream while cuBLAS multiplies
  * the current one, so the (memory-bound) dequantization hides behind the (tensor-bound)
  * product for all but a matrix's first slice. */
-constexpr int64_t kSliceElems = 8ll << 20;
+constexpr int64_t kSliceElems = 32ll << 20;
 
 __device__ __forceinline__ void round_to(float v, __half *p) { *p = __float2half_rn(v); }
 __device__ __forceinline__ void round_to(float v, __nv_bfloat16 *p) { *p = __float2bfloat16_rn(v); }
