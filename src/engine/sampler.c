@@ -433,13 +433,23 @@ static int32_t greedy(const float *l, int32_t n, qr_error *err) {
     return best;
 }
 
-/* greedy() on untransformed logits (no NaN or +inf, checked): the largest value, then its
- * first index, as two branch-free scans that vectorise. With a 262k vocabulary a server
- * samples dozens of rows per step on one thread, and greedy()'s branchy scan after a copy
- * cost about three times as much. */
+static int check_logits(const float *l, int32_t n, qr_error *err);
+
+/* greedy() on untransformed logits, with check_logits' test in the same pass: the largest
+ * value and whether any is NaN or +inf, then the first index of that value, as branch-free
+ * scans that vectorise. With a 262k vocabulary a server draws dozens of rows per step, and
+ * check, copy and greedy()'s branchy scan cost about three times as much. */
 static int32_t greedy_plain(const float *l, int32_t n, qr_error *err) {
     float m = -INFINITY;
-    for (int32_t i = 0; i < n; i++) m = l[i] > m ? l[i] : m;
+    int bad = 0;
+    for (int32_t i = 0; i < n; i++) {
+        bad |= !(l[i] < INFINITY);
+        m = l[i] > m ? l[i] : m;
+    }
+    if (bad) {
+        check_logits(l, n, err); /* names the token */
+        return -1;
+    }
     if (m == -INFINITY) {
         qr_fail(err, "sampler: every logit is -inf, nothing can be sampled");
         return -1;
@@ -474,9 +484,9 @@ static int32_t draw(qr_sampler *s, const qr_candidate *c, int32_t n) {
 
 int32_t qr_sampler_sample(qr_sampler *s, const float *logits, qr_error *err) {
     const int32_t n_vocab = s->n_vocab;
-    if (check_logits(logits, n_vocab, err) != QR_OK) return -1;
     if (s->params.temperature == 0.0f && s->n_bias == 0 && !penalties_active(&s->params))
         return greedy_plain(logits, n_vocab, err);
+    if (check_logits(logits, n_vocab, err) != QR_OK) return -1;
     qr_sampler_transform_logits(s, logits, s->work);
     if (check_transformed(s, err) != QR_OK) return -1;
 

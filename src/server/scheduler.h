@@ -23,6 +23,7 @@ typedef struct qs_scheduler_params {
     int32_t n_slots;   /* sequences decoded together (--parallel) */
     int32_t n_batch;   /* rows per forward pass (decode rows + prompt chunk) */
     int32_t max_queue; /* jobs waiting for a slot before submissions are refused */
+    int32_t n_sample_threads; /* threads sampling the step's rows (1: the scheduler alone) */
 } qs_scheduler_params;
 
 /* ctx must have n_seq_max >= n_slots and n_batch >= params.n_batch; the scheduler uses

@@ -98,7 +98,11 @@ int qs_server_start(const qs_config *cfg, qs_server **out, qr_error *err) {
         free_server(s);
         return QR_ERR;
     }
-    const qs_scheduler_params sp = {s->cfg.n_parallel, s->cfg.n_batch, s->cfg.max_queue};
+    /* On the GPU the CPU is free while tokens are drawn: up to 8 threads draw the step's
+     * rows. On the CPU the forward pass owns the cores, and one thread draws. */
+    int32_t draw = qr_ctx_device(s->ctx) == QR_DEVICE_CUDA ? qr_ctx_n_threads(s->ctx) : 1;
+    if (draw > 8) draw = 8;
+    const qs_scheduler_params sp = {s->cfg.n_parallel, s->cfg.n_batch, s->cfg.max_queue, draw};
     if (qs_scheduler_start(s->m, s->ctx, &sp, &s->metrics, &s->sched, err) != QR_OK ||
         qs_http_start(s, err) != QR_OK) {
         free_server(s);

@@ -25,6 +25,8 @@ typedef struct qs_slot {
     uint64_t last_used;     /* for evicting the least recently used cache */
     int32_t n_rows;         /* rows in the batch being built */
     int32_t logit_row;      /* its row with logits in that batch, or -1 */
+    qr_token sampled;       /* the token drawn from those logits (-1: sample_err says why) */
+    qr_error sample_err;
 } qs_slot;
 
 /* Common prefix of the slot's cached tokens and toks[0..n). */

@@ -71,7 +71,10 @@ struct qr_cuda_forward {
     bool round_activations;
     bool float_gemv; /* QUARREL_CUDA_FLOAT_GEMV=1: the F32 GEMV instead of the integer one (comparisons) */
     size_t xr_bytes; /* xr's size: also the integer GEMV's quantized activations */
-    cudaGraphExec_t graph;
+    /* Decode steps replay graphs (run_graph): one per row count and batch-invariance mode,
+     * captured on first use; QUARREL_CUDA_NO_GRAPH=1 turns them off. */
+    cudaGraphExec_t graphs[2][QR_CUDA_GRAPH_MAX_ROWS + 1];
+    bool use_graphs;
     qr_kv_cache *kv;      /* whose copy hook fills `copies` */
     cell_copy *copies;    /* queued for the device, in the order the cache made them */
     size_t n_copies, copies_cap;
@@ -299,6 +302,7 @@ extern "C" int qr_cuda_forward_create(const qr_model *m, qr_kv_cache *kv, int32_
     f->round_activations = getenv("QUARREL_CUDA_ROUND_ACT") != NULL;
     f->float_gemv = getenv("QUARREL_CUDA_FLOAT_GEMV") != NULL;
     f->tc_attention = getenv("QUARREL_CUDA_NO_TC_ATTN") == NULL;
+    f->use_graphs = getenv("QUARREL_CUDA_NO_GRAPH") == NULL;
     f->kv_f32 = qr_kv_is_f32(kv);
     f->stride_k = qr_kv_stride_k(kv);
     f->stride_v = qr_kv_stride_v(kv);
@@ -338,7 +342,9 @@ extern "C" void qr_cuda_forward_free(qr_cuda_forward *f) {
     if (!f) return;
     if (f->kv) qr_kv_set_copy_hook(f->kv, NULL, NULL);
     if (f->s) cudaStreamSynchronize(f->s);
-    if (f->graph) cudaGraphExecDestroy(f->graph);
+    for (int m = 0; m < 2; m++)
+        for (int r = 0; r <= QR_CUDA_GRAPH_MAX_ROWS; r++)
+            if (f->graphs[m][r]) cudaGraphExecDestroy(f->graphs[m][r]);
     qr_cuda_gemm_free(f->gemm);
     for (uint32_t il = 0; f->L && il < f->n_layer; il++) free_layer(&f->L[il]);
     free(f->L);
@@ -718,13 +724,23 @@ int upload_indices(qr_cuda_forward *f, const qr_kv_cache *kv, const qr_fwd_batch
     return QR_OK;
 }
 
-/* A decode step (one row, logits wanted) replays a graph captured on its first run: the
- * kernels read tokens, positions and cell lists from fixed device buffers, so only those
- * uploads change from step to step. */
-int run_graph(qr_cuda_forward *f, const qr_kv_cache *kv, qr_error *err) {
-    if (!f->graph) {
+/* A decode step replays a graph captured on the first step of its shape: the kernels read
+ * tokens, positions and cell lists from fixed device buffers, so only those uploads change
+ * from step to step. A step qualifies when every row wants logits, there is no observer,
+ * and its kernels depend on its row count alone: at most QR_CUDA_GEMV_MAX_COLS rows (the
+ * GEMV and the flash-decoding attention, whatever the batch holds), or any count up to
+ * QR_CUDA_GRAPH_MAX_ROWS when batch invariant (the GEMV in groups, never cuBLAS or the
+ * prompt attention): a server's decode steps of 32 streams launch ~700 kernels. */
+bool graph_step(const qr_cuda_forward *f, int64_t R, int64_t n_out) {
+    return f->use_graphs && !f->observer && n_out == R && R <= QR_CUDA_GRAPH_MAX_ROWS &&
+           (R <= QR_CUDA_GEMV_MAX_COLS || f->batch_invariant);
+}
+
+int run_graph(qr_cuda_forward *f, const qr_kv_cache *kv, int64_t R, qr_error *err) {
+    cudaGraphExec_t *slot = &f->graphs[f->batch_invariant ? 1 : 0][R];
+    if (!*slot) {
         QR_CUDA_TRY(cudaStreamBeginCapture(f->s, cudaStreamCaptureModeThreadLocal), err);
-        const int rc = run_layers(f, kv, 1, 1, err);
+        const int rc = run_layers(f, kv, R, R, err);
         cudaGraph_t g = NULL;
         const cudaError_t s = cudaStreamEndCapture(f->s, &g);
         if (rc != QR_OK) {
@@ -732,14 +748,14 @@ int run_graph(qr_cuda_forward *f, const qr_kv_cache *kv, qr_error *err) {
             return QR_ERR;
         }
         if (s != cudaSuccess) return qr_fail(err, "CUDA forward: capturing the decode graph: %s", cudaGetErrorString(s));
-        const cudaError_t si = cudaGraphInstantiate(&f->graph, g, 0);
+        const cudaError_t si = cudaGraphInstantiate(slot, g, 0);
         cudaGraphDestroy(g);
         if (si != cudaSuccess) {
-            f->graph = NULL;
+            *slot = NULL;
             return qr_fail(err, "CUDA forward: instantiating the decode graph: %s", cudaGetErrorString(si));
         }
     }
-    QR_CUDA_TRY(cudaGraphLaunch(f->graph, f->s), err);
+    QR_CUDA_TRY(cudaGraphLaunch(*slot, f->s), err);
     return QR_OK;
 }
 
@@ -752,8 +768,8 @@ int run_batch(qr_cuda_forward *f, const qr_kv_cache *kv, const qr_fwd_batch *b, 
         const size_t n = (size_t)b->n_rows * (size_t)f->m->desc.hp.n_embd;
         QR_CUDA_TRY(cudaMemcpyAsync(f->x, hidden, n * sizeof(float), cudaMemcpyHostToDevice, f->s), err);
     }
-    const bool graph = b->n_rows == 1 && n_out == 1 && !f->observer && getenv("QUARREL_CUDA_NO_GRAPH") == NULL;
-    const int rc = graph ? run_graph(f, kv, err) : run_layers(f, kv, b->n_rows, n_out, err);
+    const int rc = graph_step(f, b->n_rows, n_out) ? run_graph(f, kv, b->n_rows, err)
+                                                   : run_layers(f, kv, b->n_rows, n_out, err);
     if (rc != QR_OK) return QR_ERR;
     const size_t n = (size_t)n_out * (size_t)f->m->desc.hp.n_vocab;
     if (n > 0 && logits)

@@ -24,6 +24,9 @@ extern "C" {
 
 typedef struct qr_cuda_forward qr_cuda_forward;
 
+/* Largest decode step (rows) replayed from a CUDA graph (cuda_forward.cu, run_graph). */
+#define QR_CUDA_GRAPH_MAX_ROWS 64
+
 /* Uploads m's weights and allocates device buffers for batches of up to max_batch rows
  * over kv (whose cell arrays it mirrors on the device). Fails with a message when there
  * is no device, memory runs out or a weight type is unsupported. It registers kv's copy
