@@ -82,6 +82,7 @@ struct mm_job {
     const uint16_t *xh; /* F16 activations as bits (F16 weights, decode order) */
     const qr_block_q8_k *xk; /* Q8_K activation blocks (K-quant weights) */
     bool gemm_order;  /* llamafile's tinyBLAS order (prompt batches) instead of ggml_vec_dot */
+    bool x_round_f16; /* xf not yet rounded to F16 (the AVX-512 float GEMM rounds as it packs) */
     int64_t n_gemm_rows; /* repacked Q4_K: rows 0..n-1 use the 4-row kernel's order */
     q8_rows xq;       /* integer activations (Q8_0/Q8_1 paths) */
     float *y;
@@ -95,7 +96,9 @@ bool qr_cpu_mm_q32_avx2(const mm_job *j, int64_t o0, int64_t o1);
 bool qr_cpu_mm_kquant_avx2(const mm_job *j, int64_t o0, int64_t o1);
 bool qr_cpu_mm_q32_avx512(const mm_job *j, int64_t o0, int64_t o1);
 bool qr_cpu_mm_kquant_avx512(const mm_job *j, int64_t o0, int64_t o1);
-/* scratch: 4 * n_in floats + 64 bytes (prompt batches in tinyBLAS order). */
+/* Float weights (F32/F16/BF16). Prompt batches in tinyBLAS order need per-thread scratch
+ * of qr_cpu_mm_float_scratch_bytes(n_in) (AVX-512 CPUs only: call it only there). */
+size_t qr_cpu_mm_float_scratch_bytes(int64_t n_in);
 bool qr_cpu_mm_float_avx512(const mm_job *j, int64_t o0, int64_t o1, bool has_fp16, void *scratch);
 /* Prompt batches (cpu_gemm_panel_avx512.c): whole panels of 16 output rows in [o0, o1),
  * using per-thread scratch of qr_cpu_gemm_panel_bytes(n_in); returns the first output

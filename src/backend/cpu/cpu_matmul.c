@@ -275,6 +275,10 @@ int qr_cpu_matmul(qr_backend *be, qr_type wtype, const void *w, int64_t n_in, in
         /* F32 as it is; F16 / BF16 rounded (floats first, then the F16 bits) */
         if (j.vtype == QR_TYPE_F32) {
             j.xf = x;
+        } else if (j.gemm_order && cb->features.avx512) {
+            /* F16: the AVX-512 float GEMM rounds while it packs (no serial pass) */
+            j.xf = x;
+            j.x_round_f16 = true;
         } else {
             const size_t nx = (size_t)(n_rows * n_in);
             if (qr_cpu_scratch_reserve(&cb->act, nx * (sizeof(float) + sizeof(uint16_t)), err) != QR_OK) return QR_ERR;
@@ -284,10 +288,14 @@ int qr_cpu_matmul(qr_backend *be, qr_type wtype, const void *w, int64_t n_in, in
             j.xf = xf;
             j.xh = j.vtype == QR_TYPE_F16 ? xh : NULL;
         }
-        /* a dequantized row (scalar kernels), or 4 widened rows (the AVX-512 float GEMM) */
-        if (qr_cpu_reserve_per_thread(cb, (size_t)n_in * 4 * sizeof(float) + 64, err) != QR_OK) return QR_ERR;
+        /* a dequantized row (scalar kernels), or the AVX-512 float GEMM's packed operands */
+        const size_t per =
+            j.gemm_order && cb->features.avx512 ? qr_cpu_mm_float_scratch_bytes(n_in) : (size_t)n_in * sizeof(float);
+        if (qr_cpu_reserve_per_thread(cb, per, err) != QR_OK) return QR_ERR;
     }
-    int64_t grain = n_out / (cb->n_threads * 8) > 4 ? n_out / (cb->n_threads * 8) : 4;
+    /* 8 chunks per thread; 4 for the AVX-512 float GEMM, which packs the whole batch per chunk */
+    const int64_t chunks = cb->n_threads * (j.gemm_order && cb->features.avx512 ? 4 : 8);
+    int64_t grain = n_out / chunks > 4 ? n_out / chunks : 4;
     if (cb->features.avx512 && n_rows >= QR_CPU_GEMM_MIN_ROWS && qr_cpu_gemm_panel_supported(wtype)) {
         /* whole 16-row panels per chunk */
         grain = (grain + 15) / 16 * 16;

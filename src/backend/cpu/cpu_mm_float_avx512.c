@@ -3,7 +3,7 @@
  *
  *   - prompt batches of F32 / F16 weights (tinyBLAS order, qr_cpu_dot_f32_gemm): 16
  *     lanes of fma over the row, lane l taking elements l, l+16, ..., then reduce16;
- *     tiles of 4 weight rows x 4 activation rows keep 16 accumulators in registers;
+ *     a packed GEMM with 6 x 4 register tiles (below);
  *   - single rows of F16 weights (ggml_vec_dot_f16): native F16 blocks of 128 (needs
  *     AVX512-FP16), the remainder in double;
  *   - F32 single rows and all BF16 (ggml_vec_dot_f32 order, qr_cpu_dot_f32_vec): 4 x 16
@@ -28,46 +28,154 @@ static inline __m512 load_w(qr_type t, const uint8_t *row, int64_t i) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); /* BF16 */
 }
 
-/* tinyBLAS order, tiles of up to 4 x 4 (weight rows x activation rows); the weight rows
- * come already widened to F32 (wf, 4 rows of n_in). */
-static inline __attribute__((always_inline)) void gemm_tile(const mm_job *j, const float *wf, int64_t o, const int no,
-                                                            int64_t r, const int nr) {
-    __m512 acc[4][4];
-    for (int a = 0; a < 4; a++)
-        for (int b = 0; b < 4; b++) acc[a][b] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < j->n_in; i += 16) {
-        __m512 x[4];
-        for (int b = 0; b < nr; b++) x[b] = _mm512_loadu_ps(j->xf + (r + b) * j->n_in + i);
-        for (int a = 0; a < no; a++) {
-            const __m512 wv = _mm512_loadu_ps(wf + a * j->n_in + i);
-            for (int b = 0; b < nr; b++) acc[a][b] = _mm512_fmadd_ps(wv, x[b], acc[a][b]);
+/* ---- Prompt batches: a packed, k-blocked GEMM in tinyBLAS's order ---------------------
+ * Each output is one 16-lane fma chain over the whole row (lane l takes elements l, l+16,
+ * ...) reduced once at the end (qr_cpu_dot_f32_gemm), so any tiling that carries a
+ * tile's chains from slab to slab in order gives the same bits. Speed is about where the
+ * operands come from:
+ *   - a block of activation rows (up to 1 MiB of F32, in L2) is packed once per call
+ *     into panels of TILE_X rows, [step][row][16] (one contiguous stream per tile; F16
+ *     activations are rounded here, not in a serial pass before the threads start);
+ *   - a group of TILE_W weight rows is widened to F32 one slab of SLAB elements at a
+ *     time (24 KiB: stays in L1) and meets every panel of the block;
+ *   - register tiles of 6 weight rows x 4 activation rows (24 accumulators, 4 activation
+ *     vectors, 1 weight vector) load 10 vectors per 24 fmas, only the 4 activation ones
+ *     from L2; the accumulators go to a small buffer between slabs.
+ * Measured on the 1B model's shapes (bench numbers in docs/performance.md): slabs of 512
+ * or 2048 elements and blocks of 640 KiB or 1.5 MiB were 5-10 % slower; software
+ * prefetch of the next weight slab cost 7 % (the hardware prefetchers do better). */
+#define TILE_W 6
+#define TILE_X 4
+#define SLAB 1024
+#define TILE_VECS (TILE_W * TILE_X)
+#define BLOCK_BYTES (1024 * 1024) /* half of a 2 MiB L2 */
+
+/* Activation rows per block: a multiple of TILE_X whose F32 copy fits BLOCK_BYTES. */
+static int64_t block_rows(int64_t n_in) {
+    const int64_t rows = BLOCK_BYTES / (int64_t)sizeof(float) / n_in / TILE_X * TILE_X;
+    return rows > TILE_X ? rows : TILE_X;
+}
+
+/* A weight slab, the accumulators of a block's panels and the packed block (+ alignment). */
+size_t qr_cpu_mm_float_scratch_bytes(int64_t n_in) {
+    const int64_t rows = block_rows(n_in);
+    return (size_t)(TILE_W * SLAB + (rows / TILE_X + 1) * TILE_VECS * 16 + rows * n_in) * sizeof(float) + 64;
+}
+
+#define QR_FLOAT_INLINE static inline __attribute__((always_inline))
+
+/* F32 activations rounded to F16 and back, as qr_f32_to_f16 rounds (NaNs become the
+ * quiet NaN of their sign). */
+QR_FLOAT_INLINE __m512 round_f16(__m512 v) {
+    const __m512 r = _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    const __m512i qnan = _mm512_or_si512(_mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32((int)0x80000000u)),
+                                         _mm512_set1_epi32(0x7fc00000));
+    return _mm512_mask_mov_ps(r, nan, _mm512_castsi512_ps(qnan));
+}
+
+/* Activation rows [r0, r0 + nb) into panels of TILE_X rows (the last may be shorter):
+ * panel p (its first row p) at xp + p * n_in, [step][row][16]. */
+static void pack_x(const mm_job *j, int64_t r0, int64_t nb, float *xp) {
+    const int64_t n_in = j->n_in;
+    for (int64_t p = 0; p < nb; p += TILE_X) {
+        const int nr = nb - p < TILE_X ? (int)(nb - p) : TILE_X;
+        const float *src = j->xf + (r0 + p) * n_in;
+        float *dst = xp + p * n_in;
+        for (int64_t i = 0; i < n_in; i += 16) {
+            for (int b = 0; b < nr; b++, dst += 16) {
+                const __m512 v = _mm512_loadu_ps(src + b * n_in + i);
+                _mm512_store_ps(dst, j->x_round_f16 ? round_f16(v) : v);
+            }
         }
     }
+}
+
+/* Elements [k0, k1) of no weight rows from w0 widened to F32, [step][row][16]. */
+QR_FLOAT_INLINE void pack_w_rows(qr_type t, const uint8_t *w0, size_t row_bytes, const int no, int64_t k0, int64_t k1,
+                                 float *wp) {
+    for (int64_t i = k0; i < k1; i += 16) {
+        for (int a = 0; a < no; a++, wp += 16) _mm512_store_ps(wp, load_w(t, w0 + (size_t)a * row_bytes, i));
+    }
+}
+
+static void pack_w(const mm_job *j, int64_t o, int no, int64_t k0, int64_t k1, float *wp) {
+    const uint8_t *w0 = j->w + (size_t)o * j->row_bytes;
+    if (j->wtype == QR_TYPE_F16 && no == TILE_W) pack_w_rows(QR_TYPE_F16, w0, j->row_bytes, TILE_W, k0, k1, wp);
+    else pack_w_rows(j->wtype, w0, j->row_bytes, no, k0, k1, wp);
+}
+
+/* One register tile over one slab: no weight rows x nr activation rows (constants after
+ * inlining). The chains start at zero (first slab) or from acc, and end in acc or, after
+ * the last slab (y not NULL), reduced into y[b * ldy + a]. */
+QR_FLOAT_INLINE void tile(const float *wp, const float *xp, int64_t steps, const int no, const int nr, float *acc,
+                          bool first, float *y, int64_t ldy) {
+    __m512 c[TILE_W][TILE_X];
     for (int a = 0; a < no; a++)
-        for (int b = 0; b < nr; b++) j->y[(r + b) * j->n_out + o + a] = qr_reduce16_ps(acc[a][b]);
+        for (int b = 0; b < nr; b++) c[a][b] = first ? _mm512_setzero_ps() : _mm512_load_ps(acc + 16 * (a * nr + b));
+    for (int64_t s = 0; s < steps; s++, wp += 16 * no, xp += 16 * nr) {
+        __m512 xv[TILE_X];
+        for (int b = 0; b < nr; b++) xv[b] = _mm512_load_ps(xp + 16 * b);
+        for (int a = 0; a < no; a++) {
+            const __m512 wv = _mm512_load_ps(wp + 16 * a);
+            for (int b = 0; b < nr; b++) c[a][b] = _mm512_fmadd_ps(wv, xv[b], c[a][b]);
+        }
+    }
+    if (y) {
+        for (int a = 0; a < no; a++)
+            for (int b = 0; b < nr; b++) y[b * ldy + a] = qr_reduce16_ps(c[a][b]);
+    } else {
+        for (int a = 0; a < no; a++)
+            for (int b = 0; b < nr; b++) _mm512_store_ps(acc + 16 * (a * nr + b), c[a][b]);
+    }
 }
 
-static void gemm_edge(const mm_job *j, const float *wf, int64_t o, int no, int64_t r, int nr) {
-    gemm_tile(j, wf, o, no, r, nr);
+/* Every tile shape, compiled with its constants: the full one inline in the loop, the
+ * edges (last weight group of a call, last panel of a block) through this table. */
+typedef void (*tile_fn)(const float *wp, const float *xp, int64_t steps, float *acc, bool first, float *y,
+                        int64_t ldy);
+#define TILE_FN(NO, NR)                                                                                          \
+    static void tile_##NO##x##NR(const float *wp, const float *xp, int64_t steps, float *acc, bool first, float *y, \
+                                 int64_t ldy) {                                                                  \
+        tile(wp, xp, steps, NO, NR, acc, first, y, ldy);                                                         \
+    }
+#define TILE_ROW(NO) TILE_FN(NO, 1) TILE_FN(NO, 2) TILE_FN(NO, 3) TILE_FN(NO, 4)
+TILE_ROW(1)
+TILE_ROW(2)
+TILE_ROW(3)
+TILE_ROW(4)
+TILE_ROW(5)
+TILE_ROW(6)
+#define TILE_REF(NO) {tile_##NO##x1, tile_##NO##x2, tile_##NO##x3, tile_##NO##x4}
+static const tile_fn TILES[TILE_W][TILE_X] = {TILE_REF(1), TILE_REF(2), TILE_REF(3),
+                                               TILE_REF(4), TILE_REF(5), TILE_REF(6)};
+
+/* Rows of the weight group at o: TILE_W, but a range of 6k + 2 rows ends in two groups
+ * of 4 rather than one of 2. */
+static int group_rows(int64_t o, int64_t o1) {
+    const int64_t left = o1 - o;
+    return left < TILE_W ? (int)left : left == TILE_W + 2 ? 4 : TILE_W;
 }
 
-/* Cache blocking: 64 activation rows (F32, in L2) meet every 4-row weight group of the
- * range, each group widened to F32 once per block into scratch (in L1). */
-#define GEMM_ROW_BLOCK 64
-
-static void gemm(const mm_job *j, int64_t o0, int64_t o1, float *wf) {
-    for (int64_t r0 = 0; r0 < j->n_rows; r0 += GEMM_ROW_BLOCK) {
-        const int64_t r1 = j->n_rows - r0 < GEMM_ROW_BLOCK ? j->n_rows : r0 + GEMM_ROW_BLOCK;
-        for (int64_t o = o0; o < o1; o += 4) {
-            const int no = o1 - o < 4 ? (int)(o1 - o) : 4;
-            for (int a = 0; a < no; a++) {
-                const uint8_t *row = j->w + (size_t)(o + a) * j->row_bytes;
-                for (int64_t i = 0; i < j->n_in; i += 16) _mm512_storeu_ps(wf + a * j->n_in + i, load_w(j->wtype, row, i));
-            }
-            for (int64_t r = r0; r < r1; r += 4) {
-                const int nr = r1 - r < 4 ? (int)(r1 - r) : 4;
-                if (no == 4 && nr == 4) gemm_tile(j, wf, o, 4, r, 4); /* constant: registers only */
-                else gemm_edge(j, wf, o, no, r, nr);
+static void gemm(const mm_job *j, int64_t o0, int64_t o1, float *scratch) {
+    const int64_t n_in = j->n_in, nb_max = block_rows(n_in);
+    float *wp = scratch, *acc = wp + TILE_W * SLAB, *xp = acc + (nb_max / TILE_X + 1) * TILE_VECS * 16;
+    for (int64_t r0 = 0; r0 < j->n_rows; r0 += nb_max) {
+        const int64_t nb = j->n_rows - r0 < nb_max ? j->n_rows - r0 : nb_max;
+        pack_x(j, r0, nb, xp);
+        for (int64_t o = o0, no; o < o1; o += no) {
+            no = group_rows(o, o1);
+            for (int64_t k0 = 0; k0 < n_in; k0 += SLAB) {
+                const int64_t k1 = n_in - k0 < SLAB ? n_in : k0 + SLAB, steps = (k1 - k0) / 16;
+                pack_w(j, o, no, k0, k1, wp);
+                for (int64_t p = 0; p < nb; p += TILE_X) {
+                    const int nr = nb - p < TILE_X ? (int)(nb - p) : TILE_X;
+                    float *y = k1 == n_in ? j->y + (r0 + p) * j->n_out + o : NULL;
+                    float *a = acc + p / TILE_X * TILE_VECS * 16;
+                    const float *x = xp + p * n_in + k0 * nr;
+                    if (no == TILE_W && nr == TILE_X) tile(wp, x, steps, TILE_W, TILE_X, a, k0 == 0, y, j->n_out);
+                    else TILES[no - 1][nr - 1](wp, x, steps, a, k0 == 0, y, j->n_out);
+                }
             }
         }
     }
