@@ -37,6 +37,16 @@ static inline double qr_max_abs_diff(const float *a, const float *b, int32_t n) 
     return m;
 }
 
+/* Two backends picked different greedy tokens (t_ref from ref, t_got from got): a near tie
+ * when ref's margin between them is within twice the largest logit difference, which any
+ * rounding difference may flip; otherwise the backends disagree. */
+static inline bool qr_near_tie(const float *ref, const float *got, int32_t n, qr_token t_ref, qr_token t_got,
+                               double *margin, double *dmax) {
+    *dmax = qr_max_abs_diff(got, ref, n);
+    *margin = (double)ref[t_ref] - (double)ref[t_got];
+    return *margin <= 2.0 * *dmax;
+}
+
 /* n token ids below n_vocab from a fixed LCG: every test and run sees the same prompt. */
 static inline void qr_test_prompt(int32_t n_vocab, int32_t n, qr_token *out) {
     uint32_t s = 12345u;

@@ -63,11 +63,7 @@ static void test_sizing(const qr_model *m) {
 }
 
 int main(void) {
-    const char *path = qr_test_shared_file_or_skip("models/stories260K.gguf");
-    char err[512];
-    qr_model *m = qr_model_load(path, err, sizeof err);
-    if (!m) fprintf(stderr, "%s\n", err);
-    REQUIRE(m != NULL);
+    qr_model *m = qr_test_load_shared_model("models/stories260K.gguf");
     test_no_template(m);
     test_layouts(m);
     test_sizing(m);

@@ -127,11 +127,10 @@ static void check_model(const char *path, bool kv_f32) {
 /* A `quarrel synth` model with a 16-token sliding window in dir (extra: more synth flags);
  * false (with a message) when it cannot be made here. */
 static bool synth_model(const char *arch, const char *extra, const char *dir, char *path, size_t n) {
-    const char *bin = getenv("QUARREL_BIN");
-    if (!bin || access(bin, X_OK) != 0) {
-        printf("SKIPPED part: QUARREL_BIN not set, no synth %s model\n", arch);
-        return false;
-    }
+    char what[64];
+    snprintf(what, sizeof what, "synth %s model", arch);
+    const char *bin = qr_test_quarrel_bin(what);
+    if (!bin) return false;
     snprintf(path, n, "%s/synth-%s.gguf", dir, arch);
     char cmd[2400];
     snprintf(cmd, sizeof cmd, "'%s' synth --arch %s --type F16 --window 16 %s -o '%s' >/dev/null", bin, arch, extra,

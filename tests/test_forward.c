@@ -123,11 +123,7 @@ static void test_bad_batches(qr_model *m) {
 }
 
 int main(void) {
-    const char *path = qr_test_shared_file_or_skip("models/stories260K.gguf");
-    char err[256];
-    qr_model *m = qr_model_load(path, err, sizeof err);
-    if (!m) fprintf(stderr, "%s\n", err);
-    REQUIRE(m != NULL);
+    qr_model *m = qr_test_load_shared_model("models/stories260K.gguf");
     CHECK(strcmp(qr_model_arch(m), "llama") == 0);
     CHECK(qr_model_n_vocab(m) == 512 && qr_model_n_layer(m) == 5 && qr_model_n_embd(m) == 64);
     test_batch_invariance(m);

@@ -2,6 +2,9 @@
 
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include "quarrel.h"
 
 int qr_test_failures = 0;
 
@@ -29,6 +32,22 @@ const char *qr_test_shared_file_or_skip(const char *rel) {
         exit(77);
     }
     return path;
+}
+
+qr_model *qr_test_load_shared_model(const char *rel) {
+    const char *path = qr_test_shared_file_or_skip(rel);
+    char err[512];
+    qr_model *m = qr_model_load(path, err, sizeof err);
+    if (!m) fprintf(stderr, "%s\n", err);
+    REQUIRE(m != NULL);
+    return m;
+}
+
+const char *qr_test_quarrel_bin(const char *what) {
+    const char *bin = getenv("QUARREL_BIN");
+    if (bin && access(bin, X_OK) == 0) return bin;
+    printf("SKIPPED part: QUARREL_BIN not set, no %s\n", what);
+    return NULL;
 }
 
 int qr_test_finish(const char *name) {

@@ -42,6 +42,12 @@ const char *qr_test_shared_dir(void);
  * (exit 77, with the reason on stderr) when the file is absent. */
 const char *qr_test_shared_file_or_skip(const char *rel);
 void qr_test_skip(const char *why) __attribute__((noreturn));
+/* The model at a path under the shared folder: skipped as above when absent, a failed
+ * REQUIRE (with the loader's message) when it does not load. */
+struct qr_model *qr_test_load_shared_model(const char *rel);
+/* $QUARREL_BIN, the quarrel CLI, or NULL (after printing "SKIPPED part: ... no <what>")
+ * when it is not set or not executable: the tests that make models with `quarrel synth`. */
+const char *qr_test_quarrel_bin(const char *what);
 /* Prints "N failures" or "ok" and returns the process exit code. */
 int qr_test_finish(const char *name);
 
