@@ -125,9 +125,16 @@ int32_t qr_ctx_n_gpu_layers(const qr_ctx *c);
 /* A batch of rows: row i feeds tokens[i] at position pos[i] of sequence seq_id[i]. A
  * sequence's positions are contiguous from 0: a row's position may be at most the
  * sequence's current length (qr_ctx_seq_len); a smaller one first drops the positions
- * from there on. logits[i] != 0 asks for row i's logits; logits == NULL asks for the last
- * row's only. pos == NULL means each sequence's current length onward; seq_id == NULL
- * means sequence 0. */
+ * from there on. logits[i] says what row i outputs (QR_OUTPUT_*: 0 nothing, 1 logits, 2
+ * only its greedy token; any other nonzero value means logits); logits == NULL asks for
+ * the last row's logits only. pos == NULL means each sequence's current length onward;
+ * seq_id == NULL means sequence 0. */
+enum {
+    QR_OUTPUT_NONE = 0,
+    QR_OUTPUT_LOGITS = 1, /* qr_get_logits (and qr_get_argmax) */
+    QR_OUTPUT_ARGMAX = 2, /* qr_get_argmax only: on the GPU the row's logits never leave the
+                             device, one int crosses the bus instead of n_vocab floats */
+};
 typedef struct qr_batch {
     int32_t n_tokens;
     const qr_token *tokens;
@@ -145,6 +152,13 @@ int qr_decode(qr_ctx *c, const qr_batch *b, char *err, size_t err_size);
 /* n_vocab logits of row i of the last qr_decode (i = -1: the last row that asked for
  * logits); NULL when that row did not ask. Valid until the next qr_decode. */
 const float *qr_get_logits(const qr_ctx *c, int32_t i);
+
+/* The greedy token of row i of the last qr_decode (i = -1: the last row that asked for
+ * an output): the first id of the largest logit, the token a greedy qr_sampling without
+ * penalties or biases draws. For rows that asked for QR_OUTPUT_LOGITS or QR_OUTPUT_ARGMAX
+ * (qr_get_logits is NULL for the latter, on every device). -1 with err set when the row
+ * asked for nothing, a logit is NaN or +inf, or every logit is -inf. */
+qr_token qr_get_argmax(const qr_ctx *c, int32_t i, char *err, size_t err_size);
 
 /* Positions held for seq_id, and dropping positions >= pos (0 empties the sequence). */
 int32_t qr_ctx_seq_len(const qr_ctx *c, int32_t seq_id);

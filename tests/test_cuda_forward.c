@@ -16,7 +16,9 @@
  *   - the default path (activations rounded to the CPU's 8-bit grid) against the CPU on
  *     the file itself: < 0.1 per prompt position, error and greedy agreement printed.
  * A second pass over one model decodes the prompt in batches of 1, 7 and 40 rows and
- * checks that the CUDA logits of a row do not depend on the batch (batch_invariant).
+ * checks that the CUDA logits of a row do not depend on the batch (batch_invariant), and
+ * that rows asking only for their greedy token (QR_OUTPUT_ARGMAX) get the argmax of the
+ * logits the same row gives otherwise, in mixed prompt batches and single-row steps.
  * Exits 77 without a CUDA device; models that are absent are skipped with a message. */
 #include <math.h>
 #include <stdio.h>
@@ -188,6 +190,44 @@ static void check_batch_invariance(const char *path) {
     qr_model_free(m);
 }
 
+/* QR_OUTPUT_ARGMAX rows: no logits, and the argmax of the logits a QR_OUTPUT_LOGITS
+ * context computes for the same row (both batch invariant, so bit-identical logits). */
+static void check_argmax_outputs(const char *path) {
+    char err[512];
+    qr_model *m = qr_model_load(path, err, sizeof err);
+    if (!m) return;
+    const int32_t nv = qr_model_n_vocab(m);
+    qr_token prompt[N_PROMPT];
+    qr_test_prompt(nv, N_PROMPT, prompt);
+    qr_ctx *ref = make_ctx(m, QR_DEVICE_CUDA, true), *c = make_ctx(m, QR_DEVICE_CUDA, true);
+    int8_t want[N_PROMPT];
+    for (int32_t i = 0; i < N_PROMPT; i++) want[i] = (int8_t)(i % 3); /* none, logits, argmax */
+    qr_batch b = {.n_tokens = N_PROMPT, .tokens = prompt, .logits = want};
+    REQUIRE(ref && c && qr_test_decode(ref, prompt, N_PROMPT, true) && qr_decode(c, &b, err, sizeof err) == 0);
+    int32_t bad = 0;
+    for (int32_t i = 0; i < N_PROMPT; i++) {
+        const float *l = qr_get_logits(c, i), *lr = qr_get_logits(ref, i);
+        const qr_token t = qr_get_argmax(c, i, err, sizeof err);
+        if (want[i] == QR_OUTPUT_NONE) bad += l != NULL || t != -1;
+        if (want[i] == QR_OUTPUT_LOGITS) bad += !l || memcmp(l, lr, (size_t)nv * sizeof(float)) != 0 || t != qr_argmax(lr, nv);
+        if (want[i] == QR_OUTPUT_ARGMAX) bad += l != NULL || t != qr_argmax(lr, nv);
+    }
+    CHECK_MSG(bad == 0, "%s: %d rows of a mixed-output batch wrong", path, bad);
+    const int8_t one_argmax = QR_OUTPUT_ARGMAX;
+    int32_t same = 0;
+    for (int32_t step = 0; step < 8; step++) { /* single rows: the CUDA graph path */
+        const qr_token t = qr_argmax(qr_get_logits(ref, -1), nv);
+        qr_batch s1 = {.n_tokens = 1, .tokens = &t, .logits = &one_argmax};
+        if (!qr_test_decode(ref, &t, 1, true) || qr_decode(c, &s1, err, sizeof err) != 0) break;
+        same += qr_get_argmax(c, -1, err, sizeof err) == qr_argmax(qr_get_logits(ref, -1), nv);
+    }
+    CHECK_MSG(same == 8, "%s: %d of 8 single-row greedy tokens matched", path, same);
+    printf("greedy-token outputs checked on %s\n", strrchr(path, '/') + 1);
+    qr_ctx_free(ref);
+    qr_ctx_free(c);
+    qr_model_free(m);
+}
+
 static void synth_models(const char *dir) {
     const char *bin = qr_test_quarrel_bin("synth models");
     if (!bin) return;
@@ -221,6 +261,7 @@ int main(void) {
         if (access(path, R_OK) == 0) {
             check_model(path, dir);
             check_batch_invariance(path);
+            check_argmax_outputs(path);
         }
         const char *synth[] = {"F32", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K_M",
                                "Q4_K_M", "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS"};

@@ -13,6 +13,10 @@
  *     CPU rounds Q and its V accumulator to F16 and CUDA keeps both in F32.
  *   - the tensor-core prompt attention (one sequence, causal, sliding windows shorter and
  *     longer than its 64-row tiles, GQA, soft-capping, head dims 64/128/256): < 4e-3.
+ *   - RMSNorm and GLU with the product's quantization fused: the same F32 rows and the
+ *     same quantized bytes as the plain kernel followed by qr_cuda_quantize_act;
+ *   - the greedy argmax of rows (1 to 262144 long): equal to a scalar scan, with ties,
+ *     rows of only -inf, and NaN / +inf reported at their first index.
  * Exits 77 without a CUDA device. */
 #include <math.h>
 #include <stdint.h>
@@ -23,6 +27,7 @@
 #include "backend/backend.h"
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_ops.h"
+#include "backend/cuda/gemv_q8.h"
 #include "core/fp16.h"
 #include "quant/quant.h"
 #include "testing.h"
@@ -199,6 +204,63 @@ static void test_rmsnorm_glu(qr_backend *cpu) {
         qr_cuda_free(dx), qr_cuda_free(dw), qr_cuda_free(dy);
         free(x), free(w), free(ref);
     }
+}
+
+/* The producers with the product's quantization fused (RMSNorm, with and without the
+ * residual add, and GLU) write the same F32 rows as the plain kernels and the same bytes
+ * as qr_cuda_quantize_act of those rows, for each activation type (Q8_0, Q8_1, Q8_K). */
+static void test_fused_quant(void) {
+    qr_error e;
+    const qr_type wtypes[] = {QR_TYPE_Q4_0, QR_TYPE_Q4_1, QR_TYPE_Q4_K, QR_TYPE_Q6_K};
+    const int64_t dims[] = {256, 1152, 4096};
+    for (size_t t = 0; t < sizeof wtypes / sizeof wtypes[0]; t++) {
+        for (size_t k = 0; k < sizeof dims / sizeof dims[0]; k++) {
+            const int64_t rows = 5, dim = dims[k], n = rows * dim;
+            qr_cuda_act_layout L;
+            REQUIRE(qr_cuda_act_q8_layout(wtypes[t], dim, &L, &e) == QR_OK);
+            const size_t ab = (size_t)rows * L.col_bytes;
+            float *x = rand_floats(n, 2.0f), *x2 = rand_floats(n, 2.0f), *w = rand_floats(dim, 1.0f);
+            float *dx = dev_copy(x, (size_t)n * 4), *dx2 = dev_copy(x2, (size_t)n * 4), *dw = dev_copy(w, (size_t)dim * 4);
+            float *dy = dev_poisoned(n), *dy2 = dev_poisoned(n), *ds = dev_poisoned(n), *ds2 = dev_poisoned(n);
+            void *act = dev_poisoned((int64_t)ab / 4 + 1), *act2 = dev_poisoned((int64_t)ab / 4 + 1);
+            for (int variant = 0; variant < 4; variant++) { /* norm, add + norm, silu, gelu */
+                if (variant == 0) {
+                    REQUIRE(qr_cuda_rmsnorm(dx, dw, rows, dim, 1e-6f, dy, NULL, &e) == QR_OK);
+                    REQUIRE(qr_cuda_add_rmsnorm_quant(dx, NULL, NULL, dw, rows, dim, 1e-6f, dy2, wtypes[t], act2, NULL, &e) == QR_OK);
+                } else if (variant == 1) {
+                    REQUIRE(qr_cuda_add_rmsnorm(dx, dx2, ds, dw, rows, dim, 1e-6f, dy, NULL, &e) == QR_OK);
+                    REQUIRE(qr_cuda_add_rmsnorm_quant(dx, dx2, ds2, dw, rows, dim, 1e-6f, dy2, wtypes[t], act2, NULL, &e) == QR_OK);
+                } else {
+                    const qr_glu_kind kind = variant == 2 ? QR_GLU_SILU : QR_GLU_GELU_TANH;
+                    REQUIRE(qr_cuda_glu(kind, dx, dx2, dy, n, NULL, &e) == QR_OK);
+                    REQUIRE(qr_cuda_glu_quant(kind, dx, dx2, dy2, rows, dim, wtypes[t], act2, NULL, &e) == QR_OK);
+                }
+                REQUIRE(qr_cuda_quantize_act(wtypes[t], dy, dim, rows, act, NULL, &e) == QR_OK);
+                float *y = download(dy, n), *y2 = download(dy2, n);
+                uint8_t *a = malloc(ab), *a2 = malloc(ab);
+                REQUIRE(a && a2);
+                REQUIRE(qr_cuda_copy_to_host(a, act, ab, &e) == QR_OK && qr_cuda_copy_to_host(a2, act2, ab, &e) == QR_OK);
+                CHECK_MSG(memcmp(y, y2, (size_t)n * 4) == 0, "fused quant %s dim %lld variant %d: F32 rows differ",
+                          qr_type_name(wtypes[t]), (long long)dim, variant);
+                /* Compare only the bytes the layout defines (padding between sections is unwritten). */
+                bool same = true;
+                for (int64_t r = 0; r < rows; r++) {
+                    const uint8_t *c = a + r * L.col_bytes, *c2 = a2 + r * L.col_bytes;
+                    same &= memcmp(c, c2, (size_t)dim) == 0;
+                    same &= memcmp(c + L.d_off, c2 + L.d_off, (size_t)(dim / L.block) * 4) == 0;
+                    same &= memcmp(c + L.bsum_off, c2 + L.bsum_off, (size_t)(dim / 16) * 2) == 0;
+                    if (L.s_off) same &= memcmp(c + L.s_off, c2 + L.s_off, (size_t)(dim / 32) * 4) == 0;
+                }
+                CHECK_MSG(same, "fused quant %s dim %lld variant %d: quantized bytes differ", qr_type_name(wtypes[t]),
+                          (long long)dim, variant);
+                free(y), free(y2), free(a), free(a2);
+            }
+            qr_cuda_free(dx), qr_cuda_free(dx2), qr_cuda_free(dw), qr_cuda_free(dy), qr_cuda_free(dy2);
+            qr_cuda_free(ds), qr_cuda_free(ds2), qr_cuda_free(act), qr_cuda_free(act2);
+            free(x), free(x2), free(w);
+        }
+    }
+    printf("fused quantization: norm, add + norm, silu, gelu x Q8_0/Q8_1/Q8_K layouts\n");
 }
 
 static void test_rope(qr_backend *cpu) {
@@ -390,6 +452,47 @@ static void test_attention_prefill(qr_backend *cpu) {
     CHECK(qr_cuda_attention_prefill(&bad, NULL, NULL, &e) == QR_ERR);
 }
 
+/* The scalar rule qr_cuda_argmax_rows implements: the first NaN/+inf index wins (coded),
+ * else the first index of the largest value, else -1 (every value -inf). */
+static int32_t scalar_argmax(const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (!(x[i] < INFINITY)) return QR_CUDA_ARGMAX_BAD((int32_t)i);
+    int32_t best = -1;
+    for (int64_t i = 0; i < n; i++)
+        if (x[i] > -INFINITY && (best < 0 || x[i] > x[best])) best = (int32_t)i;
+    return best;
+}
+
+static void test_argmax(void) {
+    const int64_t lens[] = {1, 5, 1025, 3000, 262144};
+    enum { ROWS = 6 };
+    for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+        const int64_t n = lens[k];
+        float *x = rand_floats(ROWS * n, 4.0f);
+        float *r1 = x + n, *r2 = x + 2 * n, *r3 = x + 3 * n, *r4 = x + 4 * n, *r5 = x + 5 * n;
+        for (int64_t i = 0; i < n; i++) r1[i] = 0.5f, r2[i] = -INFINITY, r4[i] = -INFINITY;
+        r1[n / 3] = r1[n - 1] = 7.0f; /* a tie: the first index wins */
+        r3[n / 2] = NAN;
+        r3[n - 1] = INFINITY;
+        r4[n - 1] = -1e30f;
+        r5[n - 1] = INFINITY;
+        if (n > 2) r5[n / 4] = NAN;
+        float *dx = (float *)dev_copy(x, (size_t)(ROWS * n) * sizeof(float));
+        int32_t *dout = (int32_t *)dev_poisoned(ROWS), got[ROWS];
+        qr_error e;
+        REQUIRE(qr_cuda_argmax_rows(dx, ROWS, n, dout, NULL, &e) == QR_OK);
+        REQUIRE(qr_cuda_copy_to_host(got, dout, sizeof got, &e) == QR_OK);
+        for (int r = 0; r < ROWS; r++) {
+            const int32_t want = scalar_argmax(x + r * n, n);
+            CHECK_MSG(got[r] == want, "argmax of row %d (n %lld): %d, want %d", r, (long long)n, got[r], want);
+        }
+        qr_cuda_free(dx);
+        qr_cuda_free(dout);
+        free(x);
+    }
+    printf("argmax: 6 rows each of 1..262144 values\n");
+}
+
 int main(void) {
     qr_error e;
     int n = 0;
@@ -399,9 +502,11 @@ int main(void) {
     test_get_rows();
     test_round_activations();
     test_rmsnorm_glu(cpu);
+    test_fused_quant();
     test_rope(cpu);
     test_attention(cpu);
     test_attention_prefill(cpu);
+    test_argmax();
     REQUIRE(qr_cuda_synchronize(&e) == QR_OK);
     qr_backend_destroy(cpu);
     return qr_test_finish("test_cuda_ops");

@@ -1,6 +1,6 @@
 /* The forward pass through the public API on stories260K (../shared): batch-invariant
  * rows, sequences that do not see each other, results independent of the thread count,
- * rewinding a sequence, and refusals of bad batches that leave the cache untouched.
+ * rewinding a sequence, greedy-token outputs (QR_OUTPUT_ARGMAX), and refusals of bad batches that leave the cache untouched.
  * Token-level parity with llama.cpp is checked by tests/engine_*_test.py. */
 #include <math.h>
 #include <stdio.h>
@@ -99,6 +99,30 @@ static void test_threads_and_rewind(qr_model *m) {
     qr_ctx_free(three);
 }
 
+/* QR_OUTPUT_ARGMAX rows give no logits and the first index of the largest logit of the
+ * same row decoded with QR_OUTPUT_LOGITS; rows without an output give no token. */
+static void test_argmax_outputs(qr_model *m) {
+    const int nv = qr_model_n_vocab(m);
+    qr_ctx *a = make_ctx(m, 2, true, 1), *b = make_ctx(m, 2, true, 1);
+    int8_t all[N_PROMPT], mixed[N_PROMPT];
+    for (int i = 0; i < N_PROMPT; i++) all[i] = QR_OUTPUT_LOGITS, mixed[i] = (int8_t)(i % 3);
+    decode(a, PROMPT, NULL, NULL, all, N_PROMPT);
+    decode(b, PROMPT, NULL, NULL, mixed, N_PROMPT);
+    char err[256];
+    for (int i = 0; i < N_PROMPT; i++) {
+        const float *l = qr_get_logits(a, i);
+        int want = 0;
+        for (int j = 1; j < nv; j++) want = l[j] > l[want] ? j : want;
+        const qr_token t = qr_get_argmax(b, i, err, sizeof err);
+        if (mixed[i] == QR_OUTPUT_NONE) CHECK(t == -1 && strstr(err, "no output") && !qr_get_logits(b, i));
+        if (mixed[i] == QR_OUTPUT_LOGITS) CHECK(t == want && same_logits(qr_get_logits(b, i), l, nv));
+        if (mixed[i] == QR_OUTPUT_ARGMAX) CHECK_MSG(t == want && !qr_get_logits(b, i), "row %d: %d, want %d", i, t, want);
+    }
+    CHECK(qr_get_argmax(b, -1, err, sizeof err) == qr_get_argmax(b, N_PROMPT - 1, err, sizeof err));
+    qr_ctx_free(a);
+    qr_ctx_free(b);
+}
+
 static void test_bad_batches(qr_model *m) {
     qr_ctx *c = make_ctx(m, 1, false, 1);
     char err[256];
@@ -129,6 +153,7 @@ int main(void) {
     test_batch_invariance(m);
     test_sequences(m);
     test_threads_and_rewind(m);
+    test_argmax_outputs(m);
     test_bad_batches(m);
     qr_model_free(m);
     return qr_test_finish("test_forward");

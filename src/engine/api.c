@@ -2,6 +2,7 @@
  * forward pass, sampler. */
 #include "quarrel.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,11 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_forward.h"
 #endif
+
+_Static_assert(QR_FWD_WANT_ARGMAX == QR_OUTPUT_ARGMAX, "forward.h and quarrel.h name the same output kind");
+
+/* qr_ctx.argmax of a row whose greedy token the host finds in its logits. */
+#define ARGMAX_ON_HOST INT32_MIN
 
 struct qr_ctx {
     qr_model *m;
@@ -35,6 +41,9 @@ struct qr_ctx {
     float *logits;         /* rows that asked, in row order */
     size_t logits_cap;     /* floats */
     int32_t *logit_row;    /* row of the last batch -> index into logits, or -1 */
+    int8_t *row_out;       /* row of the last batch -> its QR_OUTPUT_* */
+    int32_t *argmax;       /* index into logits -> the GPU's greedy token (QR_OUTPUT_ARGMAX
+                              rows on the GPU; ARGMAX_ON_HOST elsewhere) */
     int32_t n_rows_last;
     int32_t last_logit_row;
     size_t row_cap;
@@ -228,6 +237,8 @@ void qr_ctx_free(qr_ctx *c) {
     free(c->saved_len);
     free_logits(c);
     free(c->logit_row);
+    free(c->row_out);
+    free(c->argmax);
     free(c);
 }
 
@@ -305,8 +316,9 @@ static int prepare_rows(qr_ctx *c, const qr_batch *b, rows *r, int32_t *n_want, 
             for (int32_t j = 0; j < i; j++) p += r->seq[j] == r->seq[i];
             r->pos[i] = p;
         }
-        r->want[i] = (int8_t)(b->logits ? b->logits[i] != 0 : i == n - 1);
-        *n_want += r->want[i];
+        const int8_t out = b->logits ? b->logits[i] : (int8_t)(i == n - 1);
+        r->want[i] = out == QR_OUTPUT_ARGMAX ? QR_OUTPUT_ARGMAX : (int8_t)(out != 0);
+        *n_want += r->want[i] != 0;
     }
     return QR_OK;
 }
@@ -328,9 +340,13 @@ static int size_outputs(qr_ctx *c, int32_t n_rows, int32_t n_want, qr_error *e) 
     }
     if ((size_t)n_rows > c->row_cap) {
         free(c->logit_row);
+        free(c->row_out);
+        free(c->argmax);
         c->logit_row = malloc((size_t)n_rows * sizeof *c->logit_row);
-        c->row_cap = c->logit_row ? (size_t)n_rows : 0;
-        if (!c->logit_row) return qr_fail(e, "out of memory");
+        c->row_out = malloc((size_t)n_rows);
+        c->argmax = malloc((size_t)n_rows * sizeof *c->argmax);
+        c->row_cap = c->logit_row && c->row_out && c->argmax ? (size_t)n_rows : 0;
+        if (!c->row_cap) return qr_fail(e, "out of memory");
     }
     return QR_OK;
 }
@@ -338,11 +354,11 @@ static int size_outputs(qr_ctx *c, int32_t n_rows, int32_t n_want, qr_error *e) 
 #ifdef QUARREL_HAVE_CUDA
 /* -ngl: the CPU runs the embedding and its layers, the GPU the rest and the output. The
  * rows enter the KV cache once for both halves; a failure in either drops them again. */
-static int forward_split(qr_ctx *c, const qr_fwd_batch *fb, float *out, qr_error *e) {
+static int forward_split(qr_ctx *c, const qr_fwd_batch *fb, float *out, int32_t *argmax, qr_error *e) {
     if (qr_forward_check_batch(c->m, c->n_batch, fb, e) != QR_OK) return QR_ERR;
     if (qr_forward_append_rows(c->kv, fb, c->saved_len, e) != QR_OK) return QR_ERR;
     if (qr_forward_run_first(c->fwd, c->kv, fb, c->n_cpu_layers, c->hidden, e) == QR_OK &&
-        qr_cuda_forward_run_last(c->cfwd, c->kv, fb, c->hidden, c->batch_invariant, out, e) == QR_OK) {
+        qr_cuda_forward_run_last(c->cfwd, c->kv, fb, c->hidden, c->batch_invariant, out, argmax, e) == QR_OK) {
         return QR_OK;
     }
     for (int32_t r = fb->n_rows - 1; r >= 0; r--) qr_kv_seq_truncate(c->kv, fb->seq[r], c->saved_len[r], NULL);
@@ -350,11 +366,14 @@ static int forward_split(qr_ctx *c, const qr_fwd_batch *fb, float *out, qr_error
 }
 #endif
 
-static int forward_run(qr_ctx *c, const qr_fwd_batch *fb, float *out, qr_error *e) {
+/* out: the logits of the step's rows that want an output; argmax: their greedy tokens,
+ * which only the GPU fills (for its QR_OUTPUT_ARGMAX rows). */
+static int forward_run(qr_ctx *c, const qr_fwd_batch *fb, float *out, int32_t *argmax, qr_error *e) {
 #ifdef QUARREL_HAVE_CUDA
-    if (c->cfwd && c->fwd) return forward_split(c, fb, out, e);
-    if (c->cfwd) return qr_cuda_forward_run(c->cfwd, c->kv, fb, c->batch_invariant, out, e);
+    if (c->cfwd && c->fwd) return forward_split(c, fb, out, argmax, e);
+    if (c->cfwd) return qr_cuda_forward_run(c->cfwd, c->kv, fb, c->batch_invariant, out, argmax, e);
 #endif
+    (void)argmax;
     return qr_forward_run(c->fwd, c->kv, fb, out, e);
 }
 
@@ -366,10 +385,12 @@ static int run_steps(qr_ctx *c, const qr_batch *b, const rows *r, qr_error *e) {
         qr_fwd_batch fb = {n, b->tokens + i0, r->pos + i0, r->seq + i0, r->want + i0};
         /* No logits buffer exists when no row of the batch asks for logits. */
         float *out = c->logits ? c->logits + (size_t)out_i * n_vocab : NULL;
-        if (forward_run(c, &fb, out, e) != QR_OK) {
+        for (int32_t i = out_i; i < out_i + n; i++) c->argmax[i] = ARGMAX_ON_HOST;
+        if (forward_run(c, &fb, out, c->argmax + out_i, e) != QR_OK) {
             return qr_fail_prefix(e, "decoding rows %d..%d: ", i0, i0 + n - 1);
         }
         for (int32_t i = i0; i < i0 + n; i++) {
+            c->row_out[i] = r->want[i];
             c->logit_row[i] = r->want[i] ? out_i++ : -1;
             if (r->want[i]) c->last_logit_row = i;
         }
@@ -404,8 +425,29 @@ int qr_decode(qr_ctx *c, const qr_batch *b, char *err, size_t err_size) {
 
 const float *qr_get_logits(const qr_ctx *c, int32_t i) {
     if (i == -1) i = c->last_logit_row;
-    if (i < 0 || i >= c->n_rows_last || c->logit_row[i] < 0) return NULL;
+    if (i < 0 || i >= c->n_rows_last || c->logit_row[i] < 0 || c->row_out[i] == QR_OUTPUT_ARGMAX) return NULL;
     return c->logits + (size_t)c->logit_row[i] * c->m->desc.hp.n_vocab;
+}
+
+qr_token qr_get_argmax(const qr_ctx *c, int32_t i, char *err, size_t err_size) {
+    qr_error e = {{0}};
+    if (i == -1) i = c->last_logit_row;
+    qr_token t = -1;
+    if (i < 0 || i >= c->n_rows_last || c->logit_row[i] < 0) {
+        qr_fail(&e, "row %d of the last batch asked for no output", i);
+    } else if (c->argmax[c->logit_row[i]] == ARGMAX_ON_HOST) {
+        /* The logits are here (also for the CPU's QR_OUTPUT_ARGMAX rows). */
+        t = qr_sampler_greedy(c->logits + (size_t)c->logit_row[i] * c->m->desc.hp.n_vocab, c->m->desc.hp.n_vocab, &e);
+    } else {
+        t = c->argmax[c->logit_row[i]];
+        if (t == -1) qr_fail(&e, "sampler: every logit is -inf, nothing can be sampled");
+        if (t < -1) {
+            qr_fail(&e, "sampler: logit of token %d is NaN or +inf", -2 - t);
+            t = -1;
+        }
+    }
+    if (t < 0) set_err(err, err_size, &e);
+    return t;
 }
 
 /* ---- Sampling ---------------------------------------------------------------------------------- */

@@ -20,8 +20,13 @@ typedef struct qr_fwd_batch {
     const int32_t *tokens;
     const int32_t *pos;
     const int32_t *seq;
-    const int8_t *want_logits; /* NULL = only the last row */
+    const int8_t *want_logits; /* NULL = only the last row; QR_FWD_WANT_ARGMAX: see below */
 } qr_fwd_batch;
+
+/* want_logits[r] == QR_FWD_WANT_ARGMAX (quarrel.h's QR_OUTPUT_ARGMAX): the row's greedy
+ * token is all the caller reads. The CPU pass computes its logits as for any other value
+ * != 0; the CUDA pass downloads only the token (qr_cuda_forward_run). */
+#define QR_FWD_WANT_ARGMAX 2
 
 /* Called after every op with its output rows; layer is -1 for the embedding, final norm
  * and logits. Return nonzero to stop the pass (it then fails with a message naming the

@@ -428,7 +428,7 @@ static int check_logits(const float *l, int32_t n, qr_error *err);
 /* Greedy choice: the first index of the largest logit (-inf ones never win), with
  * check_logits' test in the same pass. Branch-free scans that vectorise: with a 262k
  * vocabulary a server draws dozens of rows per step. */
-static int32_t greedy(const float *l, int32_t n, qr_error *err) {
+int32_t qr_sampler_greedy(const float *l, int32_t n, qr_error *err) {
     float m = -INFINITY;
     int bad = 0;
     for (int32_t i = 0; i < n; i++) {
@@ -471,15 +471,18 @@ static int32_t draw(qr_sampler *s, const qr_candidate *c, int32_t n) {
     return c[last_nonzero].id; /* u * z rounded up to z: take the last possible token */
 }
 
+bool qr_sampler_is_greedy(const qr_sampler *s) {
+    return s->params.temperature == 0.0f && s->n_bias == 0 && !penalties_active(&s->params);
+}
+
 int32_t qr_sampler_sample(qr_sampler *s, const float *logits, qr_error *err) {
     const int32_t n_vocab = s->n_vocab;
-    if (s->params.temperature == 0.0f && s->n_bias == 0 && !penalties_active(&s->params))
-        return greedy(logits, n_vocab, err); /* nothing to transform */
+    if (qr_sampler_is_greedy(s)) return qr_sampler_greedy(logits, n_vocab, err); /* nothing to transform */
     if (check_logits(logits, n_vocab, err) != QR_OK) return -1;
     qr_sampler_transform_logits(s, logits, s->work);
     if (check_transformed(s, err) != QR_OK) return -1;
 
-    if (s->params.temperature == 0.0f) return greedy(s->work, n_vocab, err);
+    if (s->params.temperature == 0.0f) return qr_sampler_greedy(s->work, n_vocab, err);
 
     int32_t n = 0;
     for (int32_t i = 0; i < n_vocab; i++) {

@@ -14,6 +14,7 @@
 #ifndef QR_ENGINE_SAMPLER_H
 #define QR_ENGINE_SAMPLER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/error.h"
@@ -60,6 +61,13 @@ void qr_sampler_clear_logit_bias(qr_sampler *s);
  * call, so the random stream does not depend on how many candidates survive. The token is
  * not added to the penalty window: call qr_sampler_accept for that. */
 int32_t qr_sampler_sample(qr_sampler *s, const float *logits, qr_error *err);
+
+/* The greedy choice alone: the first index of the largest of l[0..n) (-inf never wins);
+ * -1 with err filled when a value is NaN or +inf or every value is -inf. */
+int32_t qr_sampler_greedy(const float *l, int32_t n, qr_error *err);
+/* Whether qr_sampler_sample is qr_sampler_greedy here: temperature 0, no logit bias, no
+ * penalties. Such a sampler needs only the row's argmax (QR_OUTPUT_ARGMAX). */
+bool qr_sampler_is_greedy(const qr_sampler *s);
 
 /* Pushes a token into the penalty window (the oldest falls out once penalty_last_n are
  * held). To match llama.cpp, accept the prompt tokens as well as the generated ones. */

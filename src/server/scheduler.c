@@ -180,12 +180,16 @@ static bool take_work(qs_scheduler *s) {
 
 /* ---- Building the batch -------------------------------------------------------------------- */
 
+/* A row that samples asks for its logits, or only for its greedy token when that is all
+ * the slot's sampler reads (no logprobs): on the GPU that saves downloading a whole row of
+ * logits per stream and step. */
 static void add_row(qs_scheduler *s, qs_slot *sl, qr_token t, int32_t pos, bool logits) {
     const int32_t r = s->n_rows++;
     s->b_tok[r] = t;
     s->b_pos[r] = pos;
     s->b_seq[r] = sl->seq;
-    s->b_logits[r] = logits;
+    const bool argmax_only = qr_sampler_is_greedy(sl->smp) && !sl->job->params.logprobs;
+    s->b_logits[r] = (int8_t)(!logits ? QR_OUTPUT_NONE : argmax_only ? QR_OUTPUT_ARGMAX : QR_OUTPUT_LOGITS);
     sl->n_rows++;
     if (logits) sl->logit_row = r;
 }
@@ -302,8 +306,12 @@ static void draw_slots(void *ctx, int64_t begin, int64_t end, int thread_id) {
     for (int64_t i = begin; i < end; i++) {
         qs_slot *sl = &s->slots[i];
         if (sl->n_rows == 0 || !sl->job || sl->logit_row < 0) continue;
-        const float *logits = qr_get_logits(s->ctx, sl->logit_row);
         sl->sample_err.msg[0] = '\0';
+        if (s->b_logits[sl->logit_row] == QR_OUTPUT_ARGMAX) {
+            sl->sampled = qr_get_argmax(s->ctx, sl->logit_row, sl->sample_err.msg, sizeof sl->sample_err.msg);
+            continue;
+        }
+        const float *logits = qr_get_logits(s->ctx, sl->logit_row);
         sl->sampled = logits ? qr_sampler_sample(sl->smp, logits, &sl->sample_err) : -1;
         if (!logits) qr_fail(&sl->sample_err, "no logits");
     }

@@ -19,6 +19,7 @@ namespace {
 struct dev_layer {
     qr_cuda_matrix *wq, *wk, *wv, *wo, *gate, *up, *down;
     qr_cuda_matrix *wqkv, *gate_up; /* the stacked products, where the types allow */
+    qr_cuda_matrix *wqk;            /* Q|K stacked where V's type differs (Q4_K_M's Q6_K V) */
     float *attn_norm, *bq, *bk, *bv, *bo, *q_norm, *k_norm, *post_attn_norm;
     float *ffn_norm, *b_gate, *b_up, *b_down, *post_ffw_norm;
     void *kc, *vc;
@@ -54,6 +55,7 @@ struct qr_cuda_forward {
     int64_t stride_k, stride_v;
     float *x, *h, *cur, *q, *k, *v, *attn, *gate, *up, *out_rows, *logits, *part;
     unsigned *attn_counters; /* zeroed once; the attention kernel leaves them zero */
+    int32_t *argmax;         /* the output rows' greedy tokens (qr_cuda_argmax_rows) */
     float *xr; /* a matrix product's input, rounded as the CPU backend rounds it */
     float *qkv, *gu; /* outputs of the stacked products */
     qr_cuda_gemm *gemm; /* NULL without cuBLAS */
@@ -71,6 +73,9 @@ struct qr_cuda_forward {
     bool round_activations;
     bool float_gemv; /* QUARREL_CUDA_FLOAT_GEMV=1: the F32 GEMV instead of the integer one (comparisons) */
     size_t xr_bytes; /* xr's size: also the integer GEMV's quantized activations */
+    qr_type xr_vt;    /* what xr holds: x quantized to this vec-dot type (QR_TYPE_COUNT: nothing */
+    int64_t xr_cols;  /* reusable), xr_cols floats a row, xr_rows rows (matmul's reuse_x) */
+    int64_t xr_rows;
     /* Decode steps replay graphs (run_graph): one per row count and batch-invariance mode,
      * captured on first use; QUARREL_CUDA_NO_GRAPH=1 turns them off. */
     cudaGraphExec_t graphs[2][QR_CUDA_GRAPH_MAX_ROWS + 1];
@@ -124,14 +129,15 @@ int upload_stacked(const qr_weight *const *w, int n, qr_cuda_matrix **out, qr_er
 
 int upload_layer(const qr_layer_weights *W, dev_layer *D, qr_error *err) {
     const qr_weight *qkv[] = {&W->wq, &W->wk, &W->wv}, *gu[] = {&W->ffn_gate, &W->ffn_up};
-    const bool fuse_qkv = stackable(&W->wq, &W->wk) && stackable(&W->wq, &W->wv);
+    const bool fuse_qk = stackable(&W->wq, &W->wk), fuse_qkv = fuse_qk && stackable(&W->wq, &W->wv);
     const bool fuse_gu = stackable(&W->ffn_gate, &W->ffn_up);
     if (fuse_qkv && upload_stacked(qkv, 3, &D->wqkv, err) != QR_OK) return QR_ERR;
+    if (fuse_qk && !fuse_qkv && upload_stacked(qkv, 2, &D->wqk, err) != QR_OK) return QR_ERR;
     if (fuse_gu && upload_stacked(gu, 2, &D->gate_up, err) != QR_OK) return QR_ERR;
     const qr_weight *mats[] = {&W->wq, &W->wk, &W->wv, &W->wo, &W->ffn_gate, &W->ffn_up, &W->ffn_down};
     qr_cuda_matrix **dm[] = {&D->wq, &D->wk, &D->wv, &D->wo, &D->gate, &D->up, &D->down};
     for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) {
-        if ((i < 3 && fuse_qkv) || ((i == 4 || i == 5) && fuse_gu)) continue;
+        if ((i < 3 && fuse_qkv) || (i < 2 && fuse_qk) || ((i == 4 || i == 5) && fuse_gu)) continue;
         if (upload_matrix(mats[i], dm[i], err) != QR_OK) return QR_ERR;
     }
     const qr_weight *vecs[] = {&W->attn_norm, &W->bq, &W->bk, &W->bv, &W->bo, &W->q_norm, &W->k_norm,
@@ -145,7 +151,7 @@ int upload_layer(const qr_layer_weights *W, dev_layer *D, qr_error *err) {
 }
 
 void free_layer(dev_layer *D) {
-    qr_cuda_matrix *mats[] = {D->wq, D->wk, D->wv, D->wo, D->gate, D->up, D->down, D->wqkv, D->gate_up};
+    qr_cuda_matrix *mats[] = {D->wq, D->wk, D->wv, D->wo, D->gate, D->up, D->down, D->wqkv, D->wqk, D->gate_up};
     for (qr_cuda_matrix *m : mats) qr_cuda_matrix_free(m);
     float *vecs[] = {D->attn_norm, D->bq, D->bk, D->bv, D->bo, D->q_norm, D->k_norm, D->post_attn_norm,
                      D->ffn_norm, D->b_gate, D->b_up, D->b_down, D->post_ffw_norm};
@@ -199,6 +205,7 @@ int alloc_activations(qr_cuda_forward *f, qr_error *err) {
     const size_t n_cnt = (size_t)(B * hp->n_head) * sizeof(unsigned);
     QR_CUDA_TRY(cudaMalloc((void **)&f->attn_counters, n_cnt), err);
     QR_CUDA_TRY(cudaMemset(f->attn_counters, 0, n_cnt), err);
+    QR_CUDA_TRY(cudaMalloc((void **)&f->argmax, (size_t)B * sizeof(int32_t)), err);
     const size_t n_ix = (size_t)(ix_lists(f) + 2 * B * f->n_ctx), n_off = (size_t)(2 * (B + 1));
     QR_CUDA_TRY(cudaMallocHost((void **)&f->ix_host, n_ix * sizeof(int32_t)), err);
     QR_CUDA_TRY(cudaMalloc((void **)&f->ix_dev, n_ix * sizeof(int32_t)), err);
@@ -301,6 +308,7 @@ extern "C" int qr_cuda_forward_create(const qr_model *m, qr_kv_cache *kv, int32_
     f->layer_first = layer_first;
     f->round_activations = getenv("QUARREL_CUDA_ROUND_ACT") != NULL;
     f->float_gemv = getenv("QUARREL_CUDA_FLOAT_GEMV") != NULL;
+    f->xr_vt = QR_TYPE_COUNT;
     f->tc_attention = getenv("QUARREL_CUDA_NO_TC_ATTN") == NULL;
     f->use_graphs = getenv("QUARREL_CUDA_NO_GRAPH") == NULL;
     f->kv_f32 = qr_kv_is_f32(kv);
@@ -357,6 +365,7 @@ extern "C" void qr_cuda_forward_free(qr_cuda_forward *f) {
     cudaFreeHost(f->off_host);
     cudaFree(f->ix_dev);
     cudaFree(f->attn_counters);
+    cudaFree(f->argmax);
     cudaFree(f->off_dev);
     if (f->s) cudaStreamDestroy(f->s);
     free(f->saved_len);
@@ -401,15 +410,27 @@ int observe(qr_cuda_forward *f, int32_t layer, const char *op, const float *data
  * d * q, which the GEMM then rounds to F16 within 2^-11), so prompts match the CPU too;
  * QUARREL_CUDA_ROUND_ACT=1 rounds for every product, also the float GEMV's
  * (docs/cuda.md, "Numerics"). */
-int matmul(qr_cuda_forward *f, const qr_cuda_matrix *w, const float *bias, const float *x, int64_t rows, float *y,
-           qr_error *err) {
-    const bool gemm = rows > QR_CUDA_GEMV_MAX_COLS && !f->batch_invariant && qr_cuda_gemm_supported(f->gemm, w);
+bool use_gemm(const qr_cuda_forward *f, const qr_cuda_matrix *w, int64_t rows) {
+    return rows > QR_CUDA_GEMV_MAX_COLS && !f->batch_invariant && qr_cuda_gemm_supported(f->gemm, w);
+}
+
+/* Whether a product of w over `rows` rows takes the integer GEMV (L: its activations' layout). */
+bool use_gemv_q8(const qr_cuda_forward *f, const qr_cuda_matrix *w, int64_t rows, qr_cuda_act_layout *L) {
+    qr_error ignored;
+    return !use_gemm(f, w, rows) && !f->float_gemv && qr_cuda_gemv_q8_supported(w->type) &&
+           qr_cuda_act_q8_layout(w->type, w->cols, L, &ignored) == QR_OK && (size_t)rows * L->col_bytes <= f->xr_bytes;
+}
+
+int matmul_x(qr_cuda_forward *f, const qr_cuda_matrix *w, const float *bias, const float *x, int64_t rows, float *y,
+             bool reuse_x, qr_error *err) {
+    const bool gemm = use_gemm(f, w, rows);
     qr_cuda_act_layout L;
-    const bool q8 = !gemm && !f->float_gemv && qr_cuda_gemv_q8_supported(w->type) &&
-                    qr_cuda_act_q8_layout(w->type, w->cols, &L, err) == QR_OK &&
-                    (size_t)rows * L.col_bytes <= f->xr_bytes;
-    if (q8) {
-        if (qr_cuda_quantize_act(w->type, x, w->cols, rows, f->xr, f->s, err) != QR_OK) return QR_ERR;
+    if (use_gemv_q8(f, w, rows, &L)) {
+        const bool have = reuse_x && f->xr_vt == L.vt && f->xr_cols == w->cols && f->xr_rows == rows;
+        if (!have && qr_cuda_quantize_act(w->type, x, w->cols, rows, f->xr, f->s, err) != QR_OK) return QR_ERR;
+        f->xr_vt = L.vt;
+        f->xr_cols = w->cols;
+        f->xr_rows = rows;
         for (int64_t r0 = 0; r0 < rows; r0 += QR_CUDA_GEMV_MAX_COLS) {
             const int64_t nc = rows - r0 < QR_CUDA_GEMV_MAX_COLS ? rows - r0 : QR_CUDA_GEMV_MAX_COLS;
             if (qr_cuda_gemv_q8(w, (const uint8_t *)f->xr + r0 * L.col_bytes, y + r0 * w->rows, (int)nc, f->s,
@@ -419,6 +440,7 @@ int matmul(qr_cuda_forward *f, const qr_cuda_matrix *w, const float *bias, const
         if (bias) return qr_cuda_add_bias(y, bias, rows, w->rows, f->s, err);
         return QR_OK;
     }
+    f->xr_vt = QR_TYPE_COUNT; /* xr is overwritten below, or holds nothing x's next product could use */
     const qr_type vt = qr_backend_vec_dot_type(w->type);
     const bool q8_grid = vt == QR_TYPE_Q8_0 || vt == QR_TYPE_Q8_1 || vt == QR_TYPE_Q8_K;
     if (f->round_activations || (gemm && q8_grid && !f->float_gemv)) {
@@ -440,9 +462,52 @@ int matmul(qr_cuda_forward *f, const qr_cuda_matrix *w, const float *bias, const
     return QR_OK;
 }
 
+int matmul(qr_cuda_forward *f, const qr_cuda_matrix *w, const float *bias, const float *x, int64_t rows, float *y,
+           qr_error *err) {
+    return matmul_x(f, w, bias, x, rows, y, false, err);
+}
+
+/* The same x as the previous matmul (nothing wrote it since): its quantized copy in xr
+ * is reused when the types agree, saving a quantization launch (Q, K, V of one norm). */
+int matmul_same_x(qr_cuda_forward *f, const qr_cuda_matrix *w, const float *bias, const float *x, int64_t rows,
+                  float *y, qr_error *err) {
+    return matmul_x(f, w, bias, x, rows, y, true, err);
+}
+
 int rmsnorm(qr_cuda_forward *f, const float *x, const float *w, int64_t rows, int64_t dim, float *y, qr_error *err) {
     return qr_cuda_rmsnorm(x, w, rows, dim, f->m->desc.norm_eps, y, f->s, err);
 }
+
+/* Where the producer of the next product's input (`rows` rows for weights w) can write
+ * that input quantized, so the product (matmul_same_x) skips its quantization launch:
+ * f->xr when the product takes the integer GEMV, else NULL. Either way the record of
+ * what xr holds is updated for that product. */
+void *act_for(qr_cuda_forward *f, const qr_cuda_matrix *w, int64_t rows) {
+    qr_cuda_act_layout L;
+    f->xr_vt = QR_TYPE_COUNT;
+    if (!w || !use_gemv_q8(f, w, rows, &L)) return NULL;
+    f->xr_vt = L.vt;
+    f->xr_cols = w->cols;
+    f->xr_rows = rows;
+    return f->xr;
+}
+
+/* sum = a + b (b NULL: no add), y = rmsnorm(sum) * w, and y quantized for the product
+ * of `next` that reads it (act_for). */
+int norm_for(qr_cuda_forward *f, const float *a, const float *b, float *sum, const float *w, int64_t rows,
+             float *y, const qr_cuda_matrix *next, qr_error *err) {
+    const qr_hparams *hp = &f->m->desc.hp;
+    void *act = act_for(f, next && next->cols == hp->n_embd ? next : NULL, rows);
+    if (act)
+        return qr_cuda_add_rmsnorm_quant(a, b, sum, w, rows, hp->n_embd, f->m->desc.norm_eps, y, next->type, act, f->s,
+                                         err);
+    if (b) return qr_cuda_add_rmsnorm(a, b, sum, w, rows, hp->n_embd, f->m->desc.norm_eps, y, f->s, err);
+    return qr_cuda_rmsnorm(a, w, rows, hp->n_embd, f->m->desc.norm_eps, y, f->s, err);
+}
+
+/* The first product of a layer's attention and FFN blocks (the stacked one where there is one). */
+const qr_cuda_matrix *first_attn_matrix(const dev_layer *L) { return L->wqkv ? L->wqkv : L->wqk ? L->wqk : L->wq; }
+const qr_cuda_matrix *first_ffn_matrix(const dev_layer *L) { return L->gate_up ? L->gate_up : L->gate; }
 
 qr_rope_args rope_args(const qr_cuda_forward *f, bool swa) {
     const qr_descriptor *d = &f->m->desc;
@@ -487,15 +552,23 @@ int qkv(qr_cuda_forward *f, const dev_layer *L, uint32_t il, int64_t R, bool swa
                           (int64_t)hp->n_head_kv * hp->head_dim_v};
     float *sep[3] = {f->q, f->k, f->v};
     if (L->wqkv) {
-        if (matmul(f, L->wqkv, NULL, f->cur, R, f->qkv, err) != QR_OK) return QR_ERR;
+        if (matmul_same_x(f, L->wqkv, NULL, f->cur, R, f->qkv, err) != QR_OK) return QR_ERR;
         if (split_rows(f, f->qkv, R, 3, w, sep, out, err) != QR_OK) return QR_ERR;
         const float *bias[3] = {L->bq, L->bk, L->bv};
         for (int i = 0; i < 3; i++)
             if (bias[i] && qr_cuda_add_bias(out[i], bias[i], R, w[i], f->s, err) != QR_OK) return QR_ERR;
+    } else if (L->wqk) {
+        if (matmul_same_x(f, L->wqk, NULL, f->cur, R, f->qkv, err) != QR_OK) return QR_ERR;
+        if (split_rows(f, f->qkv, R, 2, w, sep, out, err) != QR_OK) return QR_ERR;
+        const float *bias[2] = {L->bq, L->bk};
+        for (int i = 0; i < 2; i++)
+            if (bias[i] && qr_cuda_add_bias(out[i], bias[i], R, w[i], f->s, err) != QR_OK) return QR_ERR;
+        if (matmul_same_x(f, L->wv, L->bv, f->cur, R, f->v, err) != QR_OK) return QR_ERR;
+        out[2] = f->v;
     } else {
-        if (matmul(f, L->wq, L->bq, f->cur, R, f->q, err) != QR_OK) return QR_ERR;
-        if (matmul(f, L->wk, L->bk, f->cur, R, f->k, err) != QR_OK) return QR_ERR;
-        if (matmul(f, L->wv, L->bv, f->cur, R, f->v, err) != QR_OK) return QR_ERR;
+        if (matmul_same_x(f, L->wq, L->bq, f->cur, R, f->q, err) != QR_OK) return QR_ERR;
+        if (matmul_same_x(f, L->wk, L->bk, f->cur, R, f->k, err) != QR_OK) return QR_ERR;
+        if (matmul_same_x(f, L->wv, L->bv, f->cur, R, f->v, err) != QR_OK) return QR_ERR;
         for (int i = 0; i < 3; i++) out[i] = sep[i];
     }
     float *q = out[0], *k = out[1];
@@ -533,7 +606,8 @@ int attention_block(qr_cuda_forward *f, const qr_kv_cache *kv, uint32_t il, int6
     const qr_hparams *hp = &d->hp;
     const dev_layer *L = &f->L[il];
     const bool swa = qr_kv_layer_is_swa(kv, il);
-    if (!normed_in && rmsnorm(f, f->x, L->attn_norm, R, hp->n_embd, f->cur, err) != QR_OK) return QR_ERR;
+    if (!normed_in && norm_for(f, f->x, NULL, NULL, L->attn_norm, R, f->cur, first_attn_matrix(L), err) != QR_OK)
+        return QR_ERR;
     if (observe(f, (int32_t)il, "attn_norm", f->cur, R, hp->n_embd, err) != QR_OK) return QR_ERR;
     float *qkv_rows[3];
     if (qkv(f, L, il, R, swa, qkv_rows, err) != QR_OK) return QR_ERR;
@@ -567,8 +641,7 @@ int attention_block(qr_cuda_forward *f, const qr_kv_cache *kv, uint32_t il, int6
     if (d->post_norms && rmsnorm(f, f->cur, L->post_attn_norm, R, hp->n_embd, f->cur, err) != QR_OK) return QR_ERR;
     if (observe(f, (int32_t)il, "attn_out", f->cur, R, hp->n_embd, err) != QR_OK) return QR_ERR;
     if (fuse_out) {
-        if (qr_cuda_add_rmsnorm(f->cur, f->x, f->h, L->ffn_norm, R, hp->n_embd, d->norm_eps, f->cur, f->s, err) != QR_OK)
-            return QR_ERR;
+        if (norm_for(f, f->cur, f->x, f->h, L->ffn_norm, R, f->cur, first_ffn_matrix(L), err) != QR_OK) return QR_ERR;
     } else if (qr_cuda_add(f->h, f->cur, f->x, R * hp->n_embd, f->s, err) != QR_OK) {
         return QR_ERR;
     }
@@ -576,40 +649,46 @@ int attention_block(qr_cuda_forward *f, const qr_kv_cache *kv, uint32_t il, int6
 }
 
 /* normed_in: cur already holds rmsnorm(h) * ffn_norm. next_norm (NULL: none): the
- * residual add also writes rmsnorm(x) * next_norm into next_out. */
+ * residual add also writes rmsnorm(x) * next_norm into next_out, quantized for the
+ * product of `next` that reads it (the next layer's first, or the output). */
 int ffn_block(qr_cuda_forward *f, uint32_t il, int64_t R, bool normed_in, const float *next_norm, float *next_out,
-              qr_error *err) {
+              const qr_cuda_matrix *next, qr_error *err) {
     const qr_descriptor *d = &f->m->desc;
     const qr_hparams *hp = &d->hp;
     const dev_layer *L = &f->L[il];
-    if (!normed_in && rmsnorm(f, f->h, L->ffn_norm, R, hp->n_embd, f->cur, err) != QR_OK) return QR_ERR;
+    if (!normed_in && norm_for(f, f->h, NULL, NULL, L->ffn_norm, R, f->cur, first_ffn_matrix(L), err) != QR_OK)
+        return QR_ERR;
     if (observe(f, (int32_t)il, "ffn_norm", f->cur, R, hp->n_embd, err) != QR_OK) return QR_ERR;
     float *gu[2] = {f->gate, f->up};
     if (L->gate_up) {
         const int64_t w[2] = {hp->n_ff, hp->n_ff};
         float *sep[2] = {f->gate, f->up};
-        if (matmul(f, L->gate_up, NULL, f->cur, R, f->gu, err) != QR_OK) return QR_ERR;
+        if (matmul_same_x(f, L->gate_up, NULL, f->cur, R, f->gu, err) != QR_OK) return QR_ERR;
         if (split_rows(f, f->gu, R, 2, w, sep, gu, err) != QR_OK) return QR_ERR;
         if (L->b_gate && qr_cuda_add_bias(gu[0], L->b_gate, R, hp->n_ff, f->s, err) != QR_OK) return QR_ERR;
         if (L->b_up && qr_cuda_add_bias(gu[1], L->b_up, R, hp->n_ff, f->s, err) != QR_OK) return QR_ERR;
     } else {
-        if (matmul(f, L->gate, L->b_gate, f->cur, R, f->gate, err) != QR_OK) return QR_ERR;
-        if (matmul(f, L->up, L->b_up, f->cur, R, f->up, err) != QR_OK) return QR_ERR;
+        if (matmul_same_x(f, L->gate, L->b_gate, f->cur, R, f->gate, err) != QR_OK) return QR_ERR;
+        if (matmul_same_x(f, L->up, L->b_up, f->cur, R, f->up, err) != QR_OK) return QR_ERR;
     }
     const qr_glu_kind kind = d->act == QR_ACT_GELU_TANH ? QR_GLU_GELU_TANH : QR_GLU_SILU;
-    if (qr_cuda_glu(kind, gu[0], gu[1], f->gate, R * hp->n_ff, f->s, err) != QR_OK) return QR_ERR;
+    void *act = act_for(f, L->down, R);
+    if (act ? qr_cuda_glu_quant(kind, gu[0], gu[1], f->gate, R, hp->n_ff, L->down->type, act, f->s, err) != QR_OK
+            : qr_cuda_glu(kind, gu[0], gu[1], f->gate, R * hp->n_ff, f->s, err) != QR_OK)
+        return QR_ERR;
     if (observe(f, (int32_t)il, "ffn_act", f->gate, R, hp->n_ff, err) != QR_OK) return QR_ERR;
-    if (matmul(f, L->down, L->b_down, f->gate, R, f->cur, err) != QR_OK) return QR_ERR;
+    if (matmul_same_x(f, L->down, L->b_down, f->gate, R, f->cur, err) != QR_OK) return QR_ERR;
     if (d->post_norms && rmsnorm(f, f->cur, L->post_ffw_norm, R, hp->n_embd, f->cur, err) != QR_OK) return QR_ERR;
     if (observe(f, (int32_t)il, "ffn_out", f->cur, R, hp->n_embd, err) != QR_OK) return QR_ERR;
     if (next_norm) {
-        if (qr_cuda_add_rmsnorm(f->cur, f->h, f->x, next_norm, R, hp->n_embd, d->norm_eps, next_out, f->s, err) != QR_OK)
-            return QR_ERR;
+        if (norm_for(f, f->cur, f->h, f->x, next_norm, R, next_out, next, err) != QR_OK) return QR_ERR;
     } else if (qr_cuda_add(f->x, f->cur, f->h, R * hp->n_embd, f->s, err) != QR_OK) {
         return QR_ERR;
     }
     return observe(f, (int32_t)il, "l_out", f->x, R, hp->n_embd, err);
 }
+
+const qr_cuda_matrix *output_matrix(const qr_cuda_forward *f) { return f->output ? f->output : f->tok_embd; }
 
 /* The rows that want logits, at the front of h (forward.c's compact_outputs). */
 int compact_outputs(qr_cuda_forward *f, int64_t R, int64_t n_out, qr_error *err) {
@@ -628,8 +707,7 @@ int output(qr_cuda_forward *f, int64_t n_out, qr_error *err) {
     const int64_t n_embd = d->hp.n_embd, n_vocab = d->hp.n_vocab;
     if (n_out == 0) return QR_OK;
     if (observe(f, -1, "result_norm", f->out_rows, n_out, n_embd, err) != QR_OK) return QR_ERR;
-    const qr_cuda_matrix *w = f->output ? f->output : f->tok_embd;
-    if (matmul(f, w, f->output_bias, f->out_rows, n_out, f->logits, err) != QR_OK) return QR_ERR;
+    if (matmul_same_x(f, output_matrix(f), f->output_bias, f->out_rows, n_out, f->logits, err) != QR_OK) return QR_ERR;
     if (d->final_softcap != 0.0f && qr_cuda_softcap(f->logits, d->final_softcap, n_out * n_vocab, f->s, err) != QR_OK)
         return QR_ERR;
     return observe(f, -1, "logits", f->logits, n_out, n_vocab, err);
@@ -645,11 +723,12 @@ int norm_outputs(qr_cuda_forward *f, int64_t R, int64_t n_out, qr_error *err) {
         if (qr_cuda_gather_rows(f->h, f->x, ix(f, IX_OUT), n_out, n_embd, f->s, err) != QR_OK) return QR_ERR;
         rows = f->h;
     }
-    return rmsnorm(f, rows, f->output_norm, n_out, n_embd, f->out_rows, err);
+    return norm_for(f, rows, NULL, NULL, f->output_norm, n_out, f->out_rows, output_matrix(f), err);
 }
 
 int run_layers(qr_cuda_forward *f, const qr_kv_cache *kv, int64_t R, int64_t n_out, qr_error *err) {
     const qr_descriptor *d = &f->m->desc;
+    f->xr_vt = QR_TYPE_COUNT; /* nothing in xr is this pass's (matmul_same_x) */
     if (f->layer_first == 0) { /* else x holds the CPU layers' output, uploaded by run_batch */
         if (qr_cuda_get_rows(f->tok_embd, ix(f, IX_TOK), R, d->embd_scale, f->x, f->s, err) != QR_OK) return QR_ERR;
         if (observe(f, -1, "embd", f->x, R, d->hp.n_embd, err) != QR_OK) return QR_ERR;
@@ -672,7 +751,8 @@ int run_layers(qr_cuda_forward *f, const qr_kv_cache *kv, int64_t R, int64_t n_o
         }
         const float *next_norm = last ? f->output_norm : f->L[il + 1].attn_norm;
         float *next_out = last ? f->out_rows : f->cur;
-        if (rows > 0 && ffn_block(f, il, rows, fuse, next_norm, next_out, err) != QR_OK)
+        const qr_cuda_matrix *next = last ? output_matrix(f) : first_attn_matrix(&f->L[il + 1]);
+        if (rows > 0 && ffn_block(f, il, rows, fuse, next_norm, next_out, next, err) != QR_OK)
             return qr_fail_prefix(err, "layer %u: ", il);
         normed = true;
     }
@@ -759,9 +839,39 @@ int run_graph(qr_cuda_forward *f, const qr_kv_cache *kv, int64_t R, qr_error *er
     return QR_OK;
 }
 
+/* Downloads the step's outputs: the greedy tokens when a row asks for QR_FWD_WANT_ARGMAX,
+ * and the logits of the other rows with an output, in runs of consecutive rows (the
+ * output rows are compacted at the front of f->logits, in row order). */
+int download_outputs(qr_cuda_forward *f, const qr_fwd_batch *b, int64_t n_out, float *logits, int32_t *argmax,
+                     qr_error *err) {
+    const int64_t n_vocab = f->m->desc.hp.n_vocab;
+    int64_t j = 0, run0 = -1;
+    bool any_argmax = false;
+    for (int64_t r = 0; r <= b->n_rows; r++) {
+        const int8_t want = r == b->n_rows ? 0 : b->want_logits ? b->want_logits[r] : (int8_t)(r == b->n_rows - 1);
+        const bool full = want != 0 && want != QR_FWD_WANT_ARGMAX;
+        if (!full && run0 >= 0 && logits) { /* a run of logits rows ends before j */
+            QR_CUDA_TRY(cudaMemcpyAsync(logits + run0 * n_vocab, f->logits + run0 * n_vocab,
+                                        (size_t)((j - run0) * n_vocab) * sizeof(float), cudaMemcpyDeviceToHost, f->s),
+                        err);
+        }
+        if (!full) run0 = -1;
+        else if (run0 < 0) run0 = j;
+        any_argmax |= want == QR_FWD_WANT_ARGMAX;
+        j += want != 0;
+    }
+    if (any_argmax && n_out > 0) {
+        if (!argmax) return qr_fail(err, "CUDA forward: rows ask for their greedy token but no argmax buffer was given");
+        if (qr_cuda_argmax_rows(f->logits, n_out, n_vocab, f->argmax, f->s, err) != QR_OK) return QR_ERR;
+        QR_CUDA_TRY(cudaMemcpyAsync(argmax, f->argmax, (size_t)n_out * sizeof(int32_t), cudaMemcpyDeviceToHost, f->s),
+                    err);
+    }
+    return QR_OK;
+}
+
 /* hidden: the rows' input to layer_first from the CPU (NULL when the embedding is here). */
 int run_batch(qr_cuda_forward *f, const qr_kv_cache *kv, const qr_fwd_batch *b, const float *hidden, float *logits,
-              qr_error *err) {
+              int32_t *argmax, qr_error *err) {
     int64_t n_out = 0;
     if (upload_indices(f, kv, b, &n_out, err) != QR_OK) return QR_ERR;
     if (hidden) {
@@ -770,10 +880,7 @@ int run_batch(qr_cuda_forward *f, const qr_kv_cache *kv, const qr_fwd_batch *b, 
     }
     const int rc = graph_step(f, b->n_rows, n_out) ? run_graph(f, kv, b->n_rows, err)
                                                    : run_layers(f, kv, b->n_rows, n_out, err);
-    if (rc != QR_OK) return QR_ERR;
-    const size_t n = (size_t)n_out * (size_t)f->m->desc.hp.n_vocab;
-    if (n > 0 && logits)
-        QR_CUDA_TRY(cudaMemcpyAsync(logits, f->logits, n * sizeof(float), cudaMemcpyDeviceToHost, f->s), err);
+    if (rc != QR_OK || download_outputs(f, b, n_out, logits, argmax, err) != QR_OK) return QR_ERR;
     QR_CUDA_TRY(cudaStreamSynchronize(f->s), err);
     return QR_OK;
 }
@@ -788,23 +895,24 @@ int check_run(const qr_cuda_forward *f, const qr_kv_cache *kv, const qr_fwd_batc
 } // namespace
 
 extern "C" int qr_cuda_forward_run_last(qr_cuda_forward *f, qr_kv_cache *kv, const qr_fwd_batch *b,
-                                        const float *hidden, bool batch_invariant, float *logits, qr_error *err) {
+                                        const float *hidden, bool batch_invariant, float *logits, int32_t *argmax,
+                                        qr_error *err) {
     if (f->layer_first == 0) return qr_fail(err, "CUDA forward: every layer is here: use qr_cuda_forward_run");
     if (check_run(f, kv, b, err) != QR_OK) return QR_ERR;
     f->batch_invariant = batch_invariant;
     if (flush_copies(f, err) != QR_OK) return QR_ERR;
-    return run_batch(f, kv, b, hidden, logits, err);
+    return run_batch(f, kv, b, hidden, logits, argmax, err);
 }
 
 extern "C" int qr_cuda_forward_run(qr_cuda_forward *f, qr_kv_cache *kv, const qr_fwd_batch *b, bool batch_invariant,
-                                   float *logits, qr_error *err) {
+                                   float *logits, int32_t *argmax, qr_error *err) {
     if (f->layer_first > 0) return qr_fail(err, "CUDA forward: layers before %u are not here", f->layer_first);
     if (check_run(f, kv, b, err) != QR_OK) return QR_ERR;
     if (qr_forward_append_rows(kv, b, f->saved_len, err) != QR_OK) return QR_ERR;
     f->batch_invariant = batch_invariant;
     /* Appending may have copied shared pages (copy on write): the device repeats those
      * copies before the pass stores into them. */
-    if (flush_copies(f, err) != QR_OK || run_batch(f, kv, b, NULL, logits, err) != QR_OK) {
+    if (flush_copies(f, err) != QR_OK || run_batch(f, kv, b, NULL, logits, argmax, err) != QR_OK) {
         /* As forward.c: a failed pass drops the rows it appended. */
         for (int32_t r = b->n_rows - 1; r >= 0; r--) qr_kv_seq_truncate(kv, b->seq[r], f->saved_len[r], NULL);
         return QR_ERR;

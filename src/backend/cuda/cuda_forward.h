@@ -46,16 +46,19 @@ void qr_cuda_forward_set_observer(qr_cuda_forward *f, qr_fwd_observer fn, void *
  * cells then no longer match the cache, and every later run fails with the same message. */
 int qr_cuda_forward_sync_kv(qr_cuda_forward *f, qr_error *err);
 /* As qr_forward_run. batch_invariant: every matrix product uses the row-by-row GEMV,
- * so a row's logits never depend on the other rows. */
+ * so a row's logits never depend on the other rows. Rows whose want_logits is
+ * QR_OUTPUT_ARGMAX (quarrel.h) download only their greedy token, into argmax[j] for the
+ * j-th row with an output (qr_cuda_argmax_rows' codes; other entries are left alone), and
+ * leave their logits slot alone. */
 int qr_cuda_forward_run(qr_cuda_forward *f, qr_kv_cache *kv, const qr_fwd_batch *b, bool batch_invariant,
-                        float *logits, qr_error *err);
+                        float *logits, int32_t *argmax, qr_error *err);
 /* The GPU half of a split pass (layer_first > 0): uploads hidden, the rows' output of
  * layer layer_first-1 (n_embd floats a row, as qr_forward_run_first writes them), runs the
- * remaining layers and the output, and writes the wanted logits as qr_forward_run. The
+ * remaining layers and the output, and writes the wanted outputs as qr_cuda_forward_run. The
  * rows must already be in kv (the caller appends them once for both halves and drops them
  * when either fails). */
 int qr_cuda_forward_run_last(qr_cuda_forward *f, qr_kv_cache *kv, const qr_fwd_batch *b, const float *hidden,
-                             bool batch_invariant, float *logits, qr_error *err);
+                             bool batch_invariant, float *logits, int32_t *argmax, qr_error *err);
 
 #ifdef __cplusplus
 }

@@ -6,9 +6,11 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <math.h>
+#include <string.h>
 
 #include "backend/cuda/cuda_common.h"
 #include "backend/cuda/warp_absmax.h"
+#include "backend/cuda/quant_act_device.h"
 #include "backend/cuda/dequant_device.h"
 
 extern "C" {
@@ -60,7 +62,8 @@ __global__ void get_rows_kernel(qr_type t, const uint8_t *w, size_t pitch, int b
  * rmsnorm(a [+ b]) * w. Each thread reads back only what it wrote, so y may alias a. */
 template <bool VEC>
 __global__ void __launch_bounds__(1024) rmsnorm_kernel(const float *a, const float *b, float *sum, const float *w,
-                                                       int64_t dim, float eps, float *y) {
+                                                       int64_t dim, float eps, float *y, uint8_t *act,
+                                                       qr_cuda_act_layout L) {
     __shared__ float red[32];
     const int64_t base = blockIdx.x * dim;
     float s = 0.0f;
@@ -102,6 +105,11 @@ __global__ void __launch_bounds__(1024) rmsnorm_kernel(const float *a, const flo
             const float v = src[base + i] * scale;
             y[base + i] = w ? v * w[i] : v;
         }
+    }
+    if (act) { /* the row's quantized form for the next product (qr_cuda_add_rmsnorm_quant) */
+        __syncthreads();
+        qr_quant_column(y + base, act + blockIdx.x * L.col_bytes, L, threadIdx.x / 32, blockDim.x / 32,
+                        threadIdx.x % 32);
     }
 }
 
@@ -227,20 +235,47 @@ __device__ __forceinline__ float gelu_tanh(float x) {
 }
 
 template <qr_glu_kind K>
+__device__ __forceinline__ float glu_value(float x, float up) {
+    float g;
+    if (K == QR_GLU_SILU) {
+        g = x / (1.0f + expf(-x));
+    } else if (x <= -10.0f) {
+        g = 0.0f;
+    } else if (x >= 10.0f) {
+        g = x;
+    } else { /* the CPU's F16 table: gelu of the F16-rounded input, rounded to F16 */
+        g = __half2float(__float2half_rn(gelu_tanh(__half2float(__float2half_rn(x)))));
+    }
+    return g * up;
+}
+
+template <qr_glu_kind K>
 __global__ void glu_kernel(const float *gate, const float *up, float *out, int64_t n) {
-    QR_GRID_STRIDE(i, n) {
-        const float x = gate[i];
-        float g;
-        if (K == QR_GLU_SILU) {
-            g = x / (1.0f + expf(-x));
-        } else if (x <= -10.0f) {
-            g = 0.0f;
-        } else if (x >= 10.0f) {
-            g = x;
-        } else { /* the CPU's F16 table: gelu of the F16-rounded input, rounded to F16 */
-            g = __half2float(__float2half_rn(gelu_tanh(__half2float(__float2half_rn(x)))));
+    QR_GRID_STRIDE(i, n) out[i] = glu_value<K>(gate[i], up[i]);
+}
+
+/* GLU with the product's quantization fused: one warp per quantization block of a row
+ * (32 or 256 elements, lane + 32j), computing, storing and quantizing its values. */
+template <qr_glu_kind K>
+__global__ void glu_quant_kernel(const float *gate, const float *up, float *out, int64_t n_rows, int64_t n,
+                                 uint8_t *act, qr_cuda_act_layout L) {
+    const int64_t per_row = n / L.block, gb = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    const int lane = threadIdx.x % 32;
+    if (gb >= n_rows * per_row) return;
+    const int64_t r = gb / per_row, b = gb % per_row, at = r * n + b * L.block;
+    uint8_t *col = act + r * L.col_bytes;
+    if (L.vt == QR_TYPE_Q8_K) {
+        float v[8];
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            v[j] = glu_value<K>(gate[at + lane + 32 * j], up[at + lane + 32 * j]);
+            out[at + lane + 32 * j] = v[j];
         }
-        out[i] = g * up[i];
+        qr_quant_q8_k_block(v, lane, col, b, L);
+    } else {
+        const float v = glu_value<K>(gate[at + lane], up[at + lane]);
+        out[at + lane] = v;
+        qr_quant_q8_32_block(v, lane, L.vt == QR_TYPE_Q8_1, col, b, L);
     }
 }
 
@@ -446,27 +481,38 @@ extern "C" int qr_cuda_get_rows(const qr_cuda_matrix *w, const int32_t *ids, int
 }
 
 static int launch_rmsnorm(const float *a, const float *b, float *sum, const float *w, int64_t n_rows, int64_t dim,
-                          float eps, float *y, void *stream, qr_error *err) {
+                          float eps, float *y, qr_type wtype, void *act, void *stream, qr_error *err) {
     if (n_rows < 1) return QR_OK;
+    qr_cuda_act_layout L;
+    memset(&L, 0, sizeof L);
+    if (act && qr_cuda_act_q8_layout(wtype, dim, &L, err) != QR_OK) return QR_ERR;
     const bool vec = dim % 4 == 0 && ((uintptr_t)a | (uintptr_t)b | (uintptr_t)sum | (uintptr_t)w | (uintptr_t)y) % 16 == 0;
     int64_t t = ((vec ? dim / 4 : dim) + 31) / 32 * 32;
     t = t < 32 ? 32 : t > 1024 ? 1024 : t;
     if (vec)
-        rmsnorm_kernel<true><<<(unsigned)n_rows, (unsigned)t, 0, QR_STREAM(stream)>>>(a, b, sum, w, dim, eps, y);
+        rmsnorm_kernel<true><<<(unsigned)n_rows, (unsigned)t, 0, QR_STREAM(stream)>>>(a, b, sum, w, dim, eps, y,
+                                                                                        (uint8_t *)act, L);
     else
-        rmsnorm_kernel<false><<<(unsigned)n_rows, (unsigned)t, 0, QR_STREAM(stream)>>>(a, b, sum, w, dim, eps, y);
+        rmsnorm_kernel<false><<<(unsigned)n_rows, (unsigned)t, 0, QR_STREAM(stream)>>>(a, b, sum, w, dim, eps, y,
+                                                                                         (uint8_t *)act, L);
     QR_CUDA_LAUNCHED("rmsnorm_kernel", err);
     return QR_OK;
 }
 
 extern "C" int qr_cuda_rmsnorm(const float *x, const float *w, int64_t n_rows, int64_t dim, float eps, float *y,
                                void *stream, qr_error *err) {
-    return launch_rmsnorm(x, NULL, NULL, w, n_rows, dim, eps, y, stream, err);
+    return launch_rmsnorm(x, NULL, NULL, w, n_rows, dim, eps, y, QR_TYPE_COUNT, NULL, stream, err);
 }
 
 extern "C" int qr_cuda_add_rmsnorm(const float *a, const float *b, float *sum, const float *w, int64_t n_rows,
                                    int64_t dim, float eps, float *y, void *stream, qr_error *err) {
-    return launch_rmsnorm(a, b, sum, w, n_rows, dim, eps, y, stream, err);
+    return launch_rmsnorm(a, b, sum, w, n_rows, dim, eps, y, QR_TYPE_COUNT, NULL, stream, err);
+}
+
+extern "C" int qr_cuda_add_rmsnorm_quant(const float *a, const float *b, float *sum, const float *w, int64_t n_rows,
+                                         int64_t dim, float eps, float *y, qr_type wtype, void *act, void *stream,
+                                         qr_error *err) {
+    return launch_rmsnorm(a, b, b ? sum : NULL, w, n_rows, dim, eps, y, wtype, act, stream, err);
 }
 
 extern "C" int qr_cuda_add(float *dst, const float *a, const float *b, int64_t n, void *stream, qr_error *err) {
@@ -548,6 +594,22 @@ extern "C" int qr_cuda_glu(qr_glu_kind kind, const float *gate, const float *up,
     else
         glu_kernel<QR_GLU_GELU_TANH><<<blocks_for(n), kThreads, 0, QR_STREAM(stream)>>>(gate, up, out, n);
     QR_CUDA_LAUNCHED("glu_kernel", err);
+    return QR_OK;
+}
+
+extern "C" int qr_cuda_glu_quant(qr_glu_kind kind, const float *gate, const float *up, float *out, int64_t n_rows,
+                                 int64_t n, qr_type wtype, void *act, void *stream, qr_error *err) {
+    qr_cuda_act_layout L;
+    if (qr_cuda_act_q8_layout(wtype, n, &L, err) != QR_OK) return QR_ERR;
+    if (n_rows < 1) return QR_OK;
+    const int64_t warps = n_rows * (n / L.block), per_cta = kThreads / 32;
+    const unsigned g = (unsigned)((warps + per_cta - 1) / per_cta);
+    if (kind == QR_GLU_SILU)
+        glu_quant_kernel<QR_GLU_SILU><<<g, kThreads, 0, QR_STREAM(stream)>>>(gate, up, out, n_rows, n, (uint8_t *)act, L);
+    else
+        glu_quant_kernel<QR_GLU_GELU_TANH><<<g, kThreads, 0, QR_STREAM(stream)>>>(gate, up, out, n_rows, n,
+                                                                                  (uint8_t *)act, L);
+    QR_CUDA_LAUNCHED("glu_quant_kernel", err);
     return QR_OK;
 }
 

@@ -33,6 +33,12 @@ int qr_cuda_rmsnorm(const float *x, const float *w, int64_t n_rows, int64_t dim,
  * b or sum (it may alias a). The residual add of a block fused with the next block's norm. */
 int qr_cuda_add_rmsnorm(const float *a, const float *b, float *sum, const float *w, int64_t n_rows, int64_t dim,
                         float eps, float *y, void *stream, qr_error *err);
+/* qr_cuda_add_rmsnorm (b and sum NULL: qr_cuda_rmsnorm) that also writes each row of y
+ * quantized for a product with weights of type wtype into act, as qr_cuda_quantize_act
+ * would (gemv_q8.h's layout, the same bytes): the product then needs no quantization
+ * launch. */
+int qr_cuda_add_rmsnorm_quant(const float *a, const float *b, float *sum, const float *w, int64_t n_rows,
+                              int64_t dim, float eps, float *y, qr_type wtype, void *act, void *stream, qr_error *err);
 /* dst[i] = a[i] + b[i]. */
 int qr_cuda_add(float *dst, const float *a, const float *b, int64_t n, void *stream, qr_error *err);
 /* y[r][i] += bias[i] for r < n_rows, i < dim. */
@@ -59,9 +65,19 @@ int qr_cuda_store_kv(const float *k, const float *v, int64_t n_rows, int64_t sk,
 /* out[i] = act(gate[i]) * up[i] over n_rows rows of n (out may alias gate). */
 int qr_cuda_glu(qr_glu_kind kind, const float *gate, const float *up, float *out, int64_t n,
                 void *stream, qr_error *err);
+/* qr_cuda_glu over n_rows rows of n, also writing each row quantized for a product with
+ * weights of type wtype into act (as qr_cuda_add_rmsnorm_quant). */
+int qr_cuda_glu_quant(qr_glu_kind kind, const float *gate, const float *up, float *out, int64_t n_rows, int64_t n,
+                      qr_type wtype, void *act, void *stream, qr_error *err);
 /* dst[i] = src[idx[i]] for i < n_rows rows of dim floats (dst must not alias src). */
 int qr_cuda_gather_rows(float *dst, const float *src, const int32_t *idx, int64_t n_rows,
                         int64_t dim, void *stream, qr_error *err);
+
+/* out[r] = the first index of the largest value of row r (n values; rows back to back):
+ * the sampler's greedy choice. -1 when every value is -inf; QR_CUDA_ARGMAX_BAD(j) when
+ * value j is NaN or +inf (the first such j). n < 2^30. */
+#define QR_CUDA_ARGMAX_BAD(j) (-2 - (j))
+int qr_cuda_argmax_rows(const float *x, int64_t n_rows, int64_t n, int32_t *out, void *stream, qr_error *err);
 
 /* y = x rounded as the CPU backend rounds a matrix product's activations for weights
  * whose vec-dot type (qr_backend_vec_dot_type) is vt: Q8_0/Q8_1 and Q8_K blocks (the

@@ -6,8 +6,8 @@
 #include <cuda_fp16.h>
 
 #include "backend/cuda/cuda_common.h"
-#include "backend/cuda/warp_absmax.h"
 #include "backend/cuda/gemv_q8.h"
+#include "backend/cuda/quant_act_device.h"
 
 extern "C" {
 #include "backend/backend.h"
@@ -19,16 +19,7 @@ constexpr int kWarps = 4;
 
 size_t align16(size_t v) { return (v + 15) & ~(size_t)15; }
 
-/* Sum of v over the 16 lanes of each half warp (exact: integers). */
-__device__ __forceinline__ int half_warp_sum(int v) {
-#pragma unroll
-    for (int o = 8; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-/* One warp per (column, 32-element block): lane = element. d = amax / 127 kept as fp16,
- * q = rint(x * (127 / amax)) (round half to even, as cvtps2dq); Q8_1 adds
- * s = fp16(d * sum(q)) with the unrounded d. */
+/* One warp per (column, 32-element block): lane = element (qr_quant_q8_32_block). */
 template <bool Q81>
 __global__ void quant_q8_32_kernel(const float *__restrict__ x, int64_t n, int64_t n_blocks,
                                    qr_cuda_act_layout L, uint8_t *__restrict__ out) {
@@ -36,26 +27,10 @@ __global__ void quant_q8_32_kernel(const float *__restrict__ x, int64_t n, int64
     const int lane = threadIdx.x % 32;
     if (gb >= n_blocks) return;
     const int64_t nb = n / 32, c = gb / nb, b = gb % nb;
-    const float v = x[c * n + b * 32 + lane];
-    float amax = fabsf(v);
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-    const float d = __fdiv_rn(amax, 127.f), id = amax != 0.0f ? __fdiv_rn(127.f, amax) : 0.0f;
-    const int q = (int)rintf(__fmul_rn(v, id));
-    uint8_t *col = out + (size_t)c * L.col_bytes;
-    ((int8_t *)col)[b * 32 + lane] = (int8_t)q;
-    const int s16 = half_warp_sum(q);
-    if (lane % 16 == 0) ((int16_t *)(col + L.bsum_off))[2 * b + lane / 16] = (int16_t)s16;
-    const int s32 = s16 + __shfl_xor_sync(0xffffffffu, s16, 16);
-    if (lane == 0) {
-        ((float *)(col + L.d_off))[b] = __half2float(__float2half_rn(d));
-        if (Q81) ((float *)(col + L.s_off))[b] = __half2float(__float2half_rn(__fmul_rn(d, (float)s32)));
-    }
+    qr_quant_q8_32_block(x[c * n + b * 32 + lane], lane, Q81, out + (size_t)c * L.col_bytes, b, L);
 }
 
-/* One warp per (column, 256-element block), elements lane + 32j: iscale = -127 / max with
- * max the first element of largest magnitude, q = min(127, rint(iscale * x)) (beyond
- * +-128 only for inf input: clamped), d = 1 / iscale; an all-zero block has d = 0. */
+/* One warp per (column, 256-element block), elements lane + 32j (qr_quant_q8_k_block). */
 __global__ void quant_q8_k_kernel(const float *__restrict__ x, int64_t n, int64_t n_blocks, qr_cuda_act_layout L,
                                   uint8_t *__restrict__ out) {
     const int64_t gb = (int64_t)blockIdx.x * kWarps + threadIdx.x / 32;
@@ -63,24 +38,10 @@ __global__ void quant_q8_k_kernel(const float *__restrict__ x, int64_t n, int64_
     if (gb >= n_blocks) return;
     const int64_t nb = n / 256, c = gb / nb, b = gb % nb;
     const float *xb = x + c * n + b * 256;
-    float v[8], amax, ext;
+    float v[8];
 #pragma unroll
     for (int j = 0; j < 8; j++) v[j] = xb[lane + 32 * j];
-    qr_warp_absmax<8>(v, lane, amax, ext);
-    const float iscale = ext != 0.0f ? __fdiv_rn(-127.f, ext) : 0.0f;
-    uint8_t *col = out + (size_t)c * L.col_bytes;
-    int8_t *q = (int8_t *)col + b * 256;
-    int16_t *bs = (int16_t *)(col + L.bsum_off) + b * 16;
-#pragma unroll
-    for (int j = 0; j < 8; j++) {
-        const float t = __fmul_rn(iscale, v[j]);
-        int qi = fabsf(t) <= 128.0f ? (int)rintf(t) : (t > 0 ? 127 : -128);
-        qi = qi < 127 ? qi : 127;
-        q[lane + 32 * j] = (int8_t)qi;
-        const int s = half_warp_sum(qi);
-        if (lane % 16 == 0) bs[2 * j + lane / 16] = (int16_t)s;
-    }
-    if (lane == 0) ((float *)(col + L.d_off))[b] = ext != 0.0f ? __fdiv_rn(1.0f, iscale) : 0.0f;
+    qr_quant_q8_k_block(v, lane, out + (size_t)c * L.col_bytes, b, L);
 }
 
 } // namespace
