@@ -6,8 +6,12 @@
  *                     mean position of the tg run;
  *   roofline t/s    = device-to-device copy bandwidth (bytes read + written, 1 GiB
  *                     cudaMemcpy, median of 11) / bytes per token.
- * usage: cuda_forward_bench MODEL [-p P] [-n N] [-r R] [--device cpu|cuda]
- * Prints one markdown table row (the header with --header). */
+ * usage: cuda_forward_bench MODEL [-p P] [-n N] [-r R] [--device cpu|cuda] [-s S]
+ * Prints one markdown table row (the header with --header).
+ * With -s S: a server's decode instead: S sequences, each given a P-token prompt, then
+ * N steps of S rows (one per sequence) in batch-invariant mode, each row asking only for
+ * its greedy token (QR_OUTPUT_ARGMAX), as `quarrel serve` runs its streams; prints the
+ * median step time and the aggregate tokens/s over R runs. */
 #include <cuda_runtime_api.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,9 +81,62 @@ static int decode(qr_ctx *c, const qr_token *t, int32_t n) {
     return 0;
 }
 
+/* -s: N steps of S rows after an S-sequence prefill; the median over R runs. */
+static int bench_streams(qr_model *m, const char *name, qr_device dev, int32_t S, int32_t P, int32_t N, int32_t R) {
+    char err[512];
+    qr_ctx_params cp = qr_ctx_default_params();
+    cp.n_ctx = S * (P + N + 16);
+    cp.n_batch = S > P ? S : P;
+    cp.n_seq_max = S;
+    cp.batch_invariant = true;
+    cp.device = dev;
+    qr_ctx *c = qr_ctx_create(m, &cp, err, sizeof err);
+    if (!c) return fprintf(stderr, "cuda_forward_bench: %s\n", err), 1;
+    const int32_t nv = qr_model_n_vocab(m);
+    qr_token *tok = malloc((size_t)(S > P ? S : P) * sizeof *tok);
+    int32_t *seq = malloc((size_t)S * sizeof *seq);
+    int8_t *out = malloc((size_t)S);
+    double step[64];
+    int rc = 0;
+    uint32_t rs = 7u;
+    for (int r = -1; r < R && !rc; r++) {
+        for (int32_t q = 0; q < S && !rc; q++) { /* each sequence's prompt, one batch each */
+            qr_ctx_seq_truncate(c, q, 0, NULL, 0);
+            for (int32_t i = 0; i < P; i++) tok[i] = (qr_token)(((rs = rs * 1664525u + 1013904223u) >> 8) % (uint32_t)nv);
+            int32_t *sq = malloc((size_t)P * sizeof *sq);
+            for (int32_t i = 0; i < P; i++) sq[i] = q;
+            qr_batch b = {.n_tokens = P, .tokens = tok, .seq_id = sq};
+            if (qr_decode(c, &b, err, sizeof err) != 0) rc = 1;
+            free(sq);
+        }
+        const double t0 = qr_time_now_s();
+        for (int32_t i = 0; i < N && !rc; i++) {
+            for (int32_t q = 0; q < S; q++) {
+                tok[q] = (qr_token)(((rs = rs * 1664525u + 1013904223u) >> 8) % (uint32_t)nv);
+                seq[q] = q;
+                out[q] = QR_OUTPUT_ARGMAX;
+            }
+            qr_batch b = {.n_tokens = S, .tokens = tok, .seq_id = seq, .logits = out};
+            if (qr_decode(c, &b, err, sizeof err) != 0) rc = 1;
+            for (int32_t q = 0; q < S && !rc; q++)
+                if (qr_get_argmax(c, q, err, sizeof err) < 0) rc = 1;
+        }
+        if (r >= 0) step[r] = (qr_time_now_s() - t0) / N;
+    }
+    if (rc) fprintf(stderr, "cuda_forward_bench: %s\n", err);
+    else {
+        const double ms = median(step, R);
+        printf("| %s | %s | %d streams | %.3f ms a step | %.1f t/s |\n", name, dev == QR_DEVICE_CUDA ? "cuda" : "cpu", S,
+               1e3 * ms, S / ms);
+    }
+    free(tok), free(seq), free(out);
+    qr_ctx_free(c);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     const char *path = NULL;
-    int32_t P = 512, N = 128, R = 3;
+    int32_t P = 512, N = 128, R = 3, S = 0;
     qr_device dev = QR_DEVICE_CUDA;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--header")) {
@@ -91,16 +148,22 @@ int main(int argc, char **argv) {
         if (i + 1 < argc && !strcmp(argv[i], "-p")) P = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "-n")) N = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "-r")) R = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "-s")) S = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--device")) dev = strcmp(argv[++i], "cpu") ? QR_DEVICE_CUDA : QR_DEVICE_CPU;
         else path = argv[i];
     }
-    if (!path || P < 1 || N < 1 || R < 1 || R > 64) {
-        fprintf(stderr, "usage: cuda_forward_bench MODEL [-p P] [-n N] [-r R] [--device cpu|cuda] | --header\n");
+    if (!path || P < 1 || N < 1 || R < 1 || R > 64 || S < 0) {
+        fprintf(stderr, "usage: cuda_forward_bench MODEL [-p P] [-n N] [-r R] [--device cpu|cuda] [-s S] | --header\n");
         return 2;
     }
     char err[512];
     qr_model *m = qr_model_load(path, err, sizeof err);
     if (!m) return fprintf(stderr, "cuda_forward_bench: %s\n", err), 1;
+    if (S > 0) {
+        const int rc = bench_streams(m, strrchr(path, '/') ? strrchr(path, '/') + 1 : path, dev, S, P, N, R);
+        qr_model_free(m);
+        return rc;
+    }
     qr_ctx_params cp = qr_ctx_default_params();
     cp.n_ctx = P + N + 16;
     cp.n_batch = P;

@@ -217,7 +217,10 @@ static void test_fused_quant(void) {
         for (size_t k = 0; k < sizeof dims / sizeof dims[0]; k++) {
             const int64_t rows = 5, dim = dims[k], n = rows * dim;
             qr_cuda_act_layout L;
-            REQUIRE(qr_cuda_act_q8_layout(wtypes[t], dim, &L, &e) == QR_OK);
+            if (qr_cuda_act_q8_layout(wtypes[t], dim, &L, &e) != QR_OK) {
+                CHECK_MSG(dim % 256 != 0, "no activation layout for %s, %lld values", qr_type_name(wtypes[t]), (long long)dim);
+                continue; /* 1152 is not whole Q8_K blocks */
+            }
             const size_t ab = (size_t)rows * L.col_bytes;
             float *x = rand_floats(n, 2.0f), *x2 = rand_floats(n, 2.0f), *w = rand_floats(dim, 1.0f);
             float *dx = dev_copy(x, (size_t)n * 4), *dx2 = dev_copy(x2, (size_t)n * 4), *dw = dev_copy(w, (size_t)dim * 4);
