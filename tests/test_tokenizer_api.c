@@ -154,10 +154,60 @@ static void test_load_errors(void) {
     unlink(path);
 }
 
+/* Texts and pieces read from the file's mapping, and llama.cpp's rules for them: an empty
+ * token text is named "[EMPTY_<id>]", a normal SentencePiece token's piece has every "▁"
+ * turned into " " (one of them 301 bytes long), a byte token's piece is its byte, a
+ * control token's piece is its text when asked for. The file is deleted right after loading: the
+ * tokenizer keeps its own mapping. */
+static void test_pieces_from_file(void) {
+    char path[] = "/tmp/quarrel-tok-XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0);
+    close(fd);
+    char long_tok[3 + 300 + 1] = "\xE2\x96\x81", long_piece[1 + 300 + 1] = " ";
+    memset(long_tok + 3, 'y', 300), memset(long_piece + 1, 'y', 300);
+    long_tok[303] = long_piece[301] = '\0';
+    const char *toks[] = {"<unk>", "<s>", "</s>", "", long_tok, "<0x41>", "\xE2\x96\x81" "a\xE2\x96\x81\xE2\x96\x81" "b", "plain"};
+    const int32_t types[] = {2, 3, 3, 1, 1, 6, 1, 1};
+    const float scores[] = {0, 0, 0, -1, -2, -3, -4, -5};
+    qr_gguf_writer *w = NULL;
+    qr_error err = {{0}};
+    REQUIRE(qr_gguf_writer_create(path, &w, &err) == QR_OK);
+    REQUIRE(qr_gguf_writer_add_str(w, "tokenizer.ggml.model", "llama", &err) == QR_OK);
+    REQUIRE(qr_gguf_writer_add_str_arr(w, "tokenizer.ggml.tokens", toks, 8, &err) == QR_OK);
+    REQUIRE(qr_gguf_writer_add_arr(w, "tokenizer.ggml.token_type", QR_GGUF_INT32, types, 8, &err) == QR_OK);
+    REQUIRE(qr_gguf_writer_add_arr(w, "tokenizer.ggml.scores", QR_GGUF_FLOAT32, scores, 8, &err) == QR_OK);
+    REQUIRE(qr_gguf_writer_finish(w, &err) == QR_OK);
+    qr_tokenizer *t = NULL;
+    REQUIRE(qr_tokenizer_load_file(path, &t, &err) == QR_OK);
+    unlink(path);
+    size_t l;
+    const char *p = qr_tokenizer_token_text(t, 3, &l);
+    CHECK(l == 9 && memcmp(p, "[EMPTY_3]", 9) == 0);
+    CHECK(qr_tokenizer_find(t, "[EMPTY_3]", 9) == 3);
+    p = qr_tokenizer_token_text(t, 4, &l);
+    CHECK(l == 303 && memcmp(p, long_tok, 303) == 0);
+    CHECK(qr_tokenizer_find(t, long_tok, 303) == 4);
+    p = qr_token_to_piece(t, 4, false, &l);
+    CHECK(l == 301 && memcmp(p, long_piece, 301) == 0);
+    p = qr_token_to_piece(t, 5, false, &l);
+    CHECK(l == 1 && p[0] == 'A');
+    p = qr_token_to_piece(t, 6, false, &l);
+    CHECK(l == 5 && memcmp(p, " a  b", 5) == 0);
+    p = qr_token_to_piece(t, 7, false, &l);
+    CHECK(l == 5 && memcmp(p, "plain", 5) == 0);
+    p = qr_token_to_piece(t, 2, true, &l);
+    CHECK(l == 4 && memcmp(p, "</s>", 4) == 0);
+    p = qr_token_to_piece(t, 2, false, &l);
+    CHECK(l == 0);
+    qr_tokenizer_free(t);
+}
+
 int main(void) {
     test_special_parsing();
     test_bert_specials();
     test_stream();
     test_load_errors();
+    test_pieces_from_file();
     return qr_test_finish("test_tokenizer_api");
 }

@@ -24,7 +24,7 @@ static int try_pair(const qr_vocab *v, const char *text, const symbol *sym, qr_m
     size_t n = (size_t)(sym[left].n + sym[right].n);
     int32_t id = qr_vocab_find(v, text + sym[left].off, n);
     if (id < 0) return QR_OK;
-    qr_merge b = {v->scores[id], left, right, (int32_t)n};
+    qr_merge b = {qr_vocab_score(v, id), left, right, (int32_t)n};
     return qr_merge_queue_push(q, b);
 }
 

@@ -31,52 +31,61 @@ uint32_t qr_strmap_hash(const char *s, size_t len) {
  * not be a power of two and can follow the key count closely. */
 static size_t home(const qr_strmap *m, uint32_t h) { return (size_t)(((uint64_t)h * m->cap) >> 32); }
 
-int qr_strmap_init(qr_strmap *m, const char *arena, size_t expected) {
-    m->arena = arena;
-    m->n = 0;
+static uint32_t id_mask(const qr_strmap *m) { return (1u << m->id_bits) - 1; } /* id_bits <= 31 */
+/* The tag takes the hash's LOW bits: home() is decided by its high ones, so keys probing
+ * the same run share those, and a tag made of them would hardly ever tell them apart. */
+static uint32_t tag_of(const qr_strmap *m, uint32_t h) { return h << m->id_bits; }
+
+int qr_strmap_init(qr_strmap *m, const qr_strtab *keys, size_t expected) {
+    memset(m, 0, sizeof *m);
+    if (keys->n >= (1u << 31)) return QR_ERR;
+    m->keys = keys;
+    m->id_bits = 1;
+    while ((1u << m->id_bits) <= keys->n) m->id_bits++; /* slots hold index + 1 <= n */
     m->cap = expected + expected / 4 + 1; /* load factor <= 4/5: linear probes stay short */
-    m->slots = malloc(m->cap * sizeof *m->slots);
+    m->slots = calloc(m->cap, sizeof *m->slots);
     if (!m->slots) {
         m->cap = 0;
         return QR_ERR;
     }
-    for (size_t i = 0; i < m->cap; i++) m->slots[i].value = -1;
     return QR_OK;
 }
 
 void qr_strmap_free(qr_strmap *m) {
     free(m->slots);
-    m->slots = NULL;
-    m->cap = m->n = 0;
+    memset(m, 0, sizeof *m);
 }
 
 /* The slot holding key, or the empty slot where it would go (the table is never full:
  * put refuses more keys than init sized it for). */
-static qr_strmap_slot *find(const qr_strmap *m, const char *key, size_t len, uint32_t h) {
-    const uint16_t tag = (uint16_t)h;
+static uint32_t *find(const qr_strmap *m, const char *key, size_t len, uint32_t h) {
+    const uint32_t tag = tag_of(m, h), mask = id_mask(m);
     for (size_t i = home(m, h);; i = i + 1 == m->cap ? 0 : i + 1) {
-        qr_strmap_slot *s = &m->slots[i];
-        if (s->value < 0) return s;
-        if (s->tag == tag && s->len == len && memcmp(m->arena + s->off, key, len) == 0) return s;
+        uint32_t *s = &m->slots[i];
+        if (*s == 0) return s;
+        if ((*s & ~mask) != tag) continue;
+        size_t klen;
+        const char *k = qr_strtab_get(m->keys, (*s & mask) - 1, &klen);
+        if (klen == len && memcmp(k, key, len) == 0) return s;
     }
 }
 
-int qr_strmap_put(qr_strmap *m, const char *key, size_t len, int32_t value) {
-    if (value < 0 || len > QR_STRMAP_MAX_KEY || key < m->arena || (uint64_t)(key - m->arena) > UINT32_MAX) return QR_ERR;
+int qr_strmap_put(qr_strmap *m, uint32_t index) {
+    if (index >= m->keys->n) return QR_ERR;
+    size_t len;
+    const char *key = qr_strtab_get(m->keys, index, &len);
     const uint32_t h = qr_strmap_hash(key, len);
-    qr_strmap_slot *s = find(m, key, len, h);
-    if (s->value < 0) {
+    uint32_t *s = find(m, key, len, h);
+    if (*s == 0) {
         if (m->n + 1 >= m->cap) return QR_ERR; /* one slot stays empty: probes end */
-        s->off = (uint32_t)(key - m->arena);
-        s->len = (uint16_t)len;
-        s->tag = (uint16_t)h;
         m->n++;
     }
-    s->value = value;
+    *s = (index + 1) | tag_of(m, h);
     return QR_OK;
 }
 
 int32_t qr_strmap_get(const qr_strmap *m, const char *key, size_t len) {
-    if (m->cap == 0 || len > QR_STRMAP_MAX_KEY) return -1;
-    return find(m, key, len, qr_strmap_hash(key, len))->value;
+    if (m->cap == 0) return -1;
+    uint32_t s = *find(m, key, len, qr_strmap_hash(key, len));
+    return s == 0 ? -1 : (int32_t)((s & id_mask(m)) - 1);
 }

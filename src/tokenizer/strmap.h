@@ -1,42 +1,38 @@
-/* An open-addressing hash table from byte strings to non-negative int32 values: the
- * vocabulary's text -> id map and the BPE merge table. Keys are not copied: every key
- * lives in one arena (the vocabulary's own text, or its merge strings) that must outlive
- * the map, and a slot keeps the key's offset there, so a slot is 12 bytes: Gemma 3's
- * 262k-token vocabulary takes 3.9 MiB of slots (24-byte slots with pointers took 12.6). */
+/* An open-addressing hash table from byte strings to their index in a string table: the
+ * vocabulary's text -> id map and the BPE merge table. Keys are not stored: a slot holds
+ * the index plus one (0 marks an empty slot) and, in the bits the index leaves free, a tag
+ * of the key's hash; the key is read from the table only when the tag matches. A slot is
+ * 4 bytes: Gemma 3's 262k-token vocabulary takes 1.25 MiB of slots (12-byte slots with the
+ * key's offset and length took 3.9, 24-byte ones with pointers 12.6), and tokenizing is as
+ * fast: misses end at a tag mismatch, and a hit reads the table's offsets, which the
+ * vocabulary needs anyway. */
 #ifndef QR_TOKENIZER_STRMAP_H
 #define QR_TOKENIZER_STRMAP_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-/* Longest key the map takes (its length is stored in 16 bits). */
-#define QR_STRMAP_MAX_KEY 65535u
-
-typedef struct qr_strmap_slot {
-    uint32_t off;   /* the key's offset in the arena */
-    uint16_t len;   /* its length */
-    uint16_t tag;   /* 16 bits of its hash: most mismatches end here, without a memcmp */
-    int32_t value;  /* -1: empty slot */
-} qr_strmap_slot;
+#include "tokenizer/strtab.h"
 
 typedef struct qr_strmap {
-    const char *arena;
-    qr_strmap_slot *slots;
+    const qr_strtab *keys; /* must outlive the map and stay where it is */
+    uint32_t *slots;       /* 0: empty; else (index + 1) | tag << id_bits */
     size_t cap;
     size_t n;
+    unsigned id_bits;      /* enough for keys->n; the other 32 - id_bits bits are the tag */
 } qr_strmap;
 
 uint32_t qr_strmap_hash(const char *s, size_t len);
 
-/* Sizes the table for `expected` keys in `arena` (load factor <= 4/5). QR_OK or QR_ERR
- * (no memory). */
-int qr_strmap_init(qr_strmap *m, const char *arena, size_t expected);
+/* Sizes the table for `expected` distinct keys of `keys` (load factor <= 4/5). QR_OK or
+ * QR_ERR (no memory, or a table of 2^31 strings or more). */
+int qr_strmap_init(qr_strmap *m, const qr_strtab *keys, size_t expected);
 void qr_strmap_free(qr_strmap *m);
-/* Inserts or overwrites (the last insertion of a key wins, as in llama.cpp). The key must
- * lie in the arena within 4 GiB of its start, be at most QR_STRMAP_MAX_KEY bytes, and the
- * value be >= 0; QR_ERR otherwise, or when more keys come than init was told. */
-int qr_strmap_put(qr_strmap *m, const char *key, size_t len, int32_t value);
-/* The value, or -1 when absent. The key may be anywhere. */
+/* Maps string `index` of the table to `index`; a string equal to an earlier one takes its
+ * place (the last insertion of a text wins, as in llama.cpp). QR_ERR when index is out of
+ * range or more distinct keys come than init was told. */
+int qr_strmap_put(qr_strmap *m, uint32_t index);
+/* The index of the string equal to key (the last one put), or -1 when absent. */
 int32_t qr_strmap_get(const qr_strmap *m, const char *key, size_t len);
 
 #endif

@@ -9,6 +9,7 @@
 struct qr_tokenizer {
     qr_vocab v;
     qr_pretok *pre; /* BPE only */
+    qr_gguf *file;  /* opened by qr_tokenizer_load_file: the vocabulary reads its mapping */
 };
 
 int qr_ids_push(qr_ids *ids, int32_t id) {
@@ -54,15 +55,19 @@ int qr_tokenizer_load_file(const char *path, qr_tokenizer **out, qr_error *err) 
     qr_gguf *g = NULL;
     *out = NULL;
     if (qr_gguf_open(path, &g, err) != QR_OK) return QR_ERR;
-    int rc = qr_tokenizer_load(g, out, err);
-    qr_gguf_close(g);
-    return rc;
+    if (qr_tokenizer_load(g, out, err) != QR_OK) {
+        qr_gguf_close(g);
+        return QR_ERR;
+    }
+    (*out)->file = g;
+    return QR_OK;
 }
 
 void qr_tokenizer_free(qr_tokenizer *t) {
     if (!t) return;
     qr_vocab_free(&t->v);
     qr_pretok_free(t->pre);
+    qr_gguf_close(t->file);
     free(t);
 }
 
@@ -126,8 +131,7 @@ const char *qr_token_to_piece(const qr_tokenizer *t, int32_t id, bool special, s
     *len = 0;
     if (id < 0 || id >= v->n_tokens) return "";
     if (!special && (v->attr[id] & (QR_ATTR_UNKNOWN | QR_ATTR_CONTROL))) return "";
-    *len = v->piece_len[id];
-    return v->piece_arena + v->piece_off[id];
+    return qr_vocab_piece(v, id, len);
 }
 
 /* llama.cpp's clean_up_tokenization_spaces, pass for pass, in place (the passes read
@@ -182,26 +186,31 @@ int qr_detokenize(const qr_tokenizer *t, const int32_t *ids, size_t n_ids, bool 
         ids++, n_ids--;
     }
     if (remove_special && v->add_eos && n_ids > 0 && ids[n_ids - 1] == v->eos) n_ids--;
-    size_t total = 0;
-    for (size_t i = 0; i < n_ids; i++) {
-        size_t pl;
-        qr_token_to_piece(t, ids[i], unparse_special, &pl);
-        total += pl;
-    }
-    char *out = malloc(total + 1);
+    /* One pass into a growing buffer: each piece is looked up once. */
+    size_t cap = n_ids * 8 + 16, o = 0;
+    char *out = malloc(cap);
     if (!out) return qr_fail(err, "out of memory detokenizing %zu tokens", n_ids);
-    size_t o = 0;
     for (size_t i = 0; i < n_ids; i++) {
         size_t pl;
         const char *p = qr_token_to_piece(t, ids[i], unparse_special, &pl);
         if (remove_space && pl > 0 && p[0] == ' ') p++, pl--; /* the added leading space */
         remove_space = false;
+        if (o + pl >= cap) {
+            cap = (o + pl) * 2;
+            char *grown = realloc(out, cap);
+            if (!grown) {
+                free(out);
+                return qr_fail(err, "out of memory detokenizing %zu tokens", n_ids);
+            }
+            out = grown;
+        }
         memcpy(out + o, p, pl);
         o += pl;
     }
     if (v->clean_spaces) o = clean_spaces(out, o);
     out[o] = '\0';
-    *text = out;
+    char *fit = realloc(out, o + 1); /* give back the estimate's excess */
+    *text = fit ? fit : out;
     *len = o;
     return QR_OK;
 }

@@ -3,7 +3,7 @@
  * pre-tokenizers named by tokenizer.ggml.pre, and WordPiece ("bert").
  *
  *   qr_tokenizer *tok;
- *   if (qr_tokenizer_load(gguf, &tok, &err) != QR_OK) ...   // the gguf may be closed after
+ *   if (qr_tokenizer_load(gguf, &tok, &err) != QR_OK) ...   // keep the gguf open until freed
  *   int32_t *ids; size_t n;
  *   qr_tokenize(tok, text, strlen(text), true, false, &ids, &n, &err);
  *   ...
@@ -22,10 +22,13 @@
 
 typedef struct qr_tokenizer qr_tokenizer;
 
-/* Reads tokenizer.ggml.* from an open GGUF. Unknown tokenizer.ggml.model or .pre values
- * fail with a message naming the value and listing the supported ones. */
+/* Reads tokenizer.ggml.* from an open GGUF. The tokenizer reads token texts and scores
+ * in place from g's mapping (no copies): g must stay open until qr_tokenizer_free.
+ * Unknown tokenizer.ggml.model or .pre values fail with a message naming the value and
+ * listing the supported ones. */
 int qr_tokenizer_load(const qr_gguf *g, qr_tokenizer **out, qr_error *err);
-/* Convenience: opens the file, loads, closes it. */
+/* Convenience: opens the file and loads; the tokenizer keeps the file mapped and closes
+ * it when freed. */
 int qr_tokenizer_load_file(const char *path, qr_tokenizer **out, qr_error *err);
 void qr_tokenizer_free(qr_tokenizer *t);
 

@@ -52,18 +52,6 @@ static int opt_str(const qr_gguf *g, const char *key, char **out, qr_error *err)
     return qr_gguf_get_str(g, key, out, err);
 }
 
-/* Reads element i of a numeric array (int32 or float32) stored little-endian. */
-static float arr_f32(const qr_gguf_value *arr, uint64_t i) {
-    if (arr->v.arr.elem_type == QR_GGUF_FLOAT32) {
-        float f;
-        memcpy(&f, arr->v.arr.data + 4 * i, 4);
-        return f;
-    }
-    int32_t x;
-    memcpy(&x, arr->v.arr.data + 4 * i, 4);
-    return (float)x;
-}
-
 static int32_t arr_i32(const qr_gguf_value *arr, uint64_t i) {
     int32_t x;
     memcpy(&x, arr->v.arr.data + 4 * i, 4);
@@ -122,7 +110,7 @@ static int apply_pre(qr_vocab *v, const char *path, qr_error *err) {
 
 /* ---- tokens --------------------------------------------------------------------- */
 
-static uint16_t attr_of_type(int32_t type) {
+static uint8_t attr_of_type(int32_t type) {
     switch (type) {
     case QR_TOKEN_TYPE_UNKNOWN: return QR_ATTR_UNKNOWN;
     case QR_TOKEN_TYPE_UNUSED: return QR_ATTR_UNUSED;
@@ -166,47 +154,26 @@ static int load_tokens(const qr_gguf *g, qr_vocab *v, qr_error *err) {
                            (unsigned long long)types->v.arr.count, n);
         }
     }
-    /* Empty texts become "[EMPTY_<i>]" as in llama.cpp: room for that in the arena. */
-    size_t arena_size = (size_t)toks->v.arr.data_bytes + (size_t)n * 24 + 1;
     v->n_tokens = n;
-    v->text_arena = malloc(arena_size);
-    v->text_off = malloc(sizeof(uint32_t) * (size_t)n);
-    v->text_len = malloc(sizeof(uint32_t) * (size_t)n);
-    v->scores = malloc(sizeof(float) * (size_t)n);
-    v->attr = malloc(sizeof(uint16_t) * (size_t)n);
-    if (!v->text_arena || !v->text_off || !v->text_len || !v->scores || !v->attr ||
-        qr_strmap_init(&v->text_to_id, v->text_arena, (size_t)n) != QR_OK) {
+    v->scores = scores ? scores->v.arr.data : NULL;
+    v->scores_int = scores && scores->v.arr.elem_type == QR_GGUF_INT32;
+    /* Empty texts become "[EMPTY_<i>]" as in llama.cpp. */
+    if (qr_strtab_load(&v->texts, toks, true, path, K_TOKENS, err) != QR_OK) return QR_ERR;
+    v->attr = malloc(sizeof(uint8_t) * (size_t)n);
+    if (!v->attr || qr_strmap_init(&v->text_to_id, &v->texts, (size_t)n) != QR_OK) {
         return qr_fail(err, "%s: out of memory for %d tokens", path, n);
     }
-    if (arena_size > UINT32_MAX) return qr_fail(err, "%s: token texts too large", path);
-    qr_gguf_array_iter it;
-    qr_gguf_array_iter_init(&it, toks);
-    qr_gguf_value s;
-    size_t off = 0;
     for (int32_t i = 0; i < n; i++) {
-        if (!qr_gguf_array_iter_next(&it, &s)) {
-            return qr_fail(err, "%s: '%s' ended at entry %d", path, K_TOKENS, i);
+        size_t len;
+        qr_vocab_text(v, i, &len);
+        if (len > QR_VOCAB_MAX_TOKEN_LEN) {
+            return qr_fail(err, "%s: token %d is %zu bytes long; at most %u are supported", path, i, len,
+                           QR_VOCAB_MAX_TOKEN_LEN);
         }
-        char *dst = v->text_arena + off;
-        size_t len = (size_t)s.v.str.len;
-        if (len == 0) {
-            QR_LOG_WARN("tokenizer", "%s: empty token at index %d", path, i);
-            len = (size_t)snprintf(dst, 24, "[EMPTY_%d]", i);
-        } else {
-            memcpy(dst, s.v.str.ptr, len);
-        }
-        v->text_off[i] = (uint32_t)off;
-        v->text_len[i] = (uint32_t)len;
-        off += len;
         if ((int32_t)len > v->max_token_len) v->max_token_len = (int32_t)len;
-        v->scores[i] = scores ? arr_f32(scores, (uint64_t)i) : 0.0f;
         v->attr[i] = types ? attr_of_type(arr_i32(types, (uint64_t)i)) : QR_ATTR_NORMAL;
-    }
-    v->text_arena[off] = '\0';
-    for (int32_t i = 0; i < n; i++) {
-        if (qr_strmap_put(&v->text_to_id, v->text_arena + v->text_off[i], v->text_len[i], i) != QR_OK) {
-            return qr_fail(err, "%s: token %d is %u bytes long; at most %u are supported", path, i, v->text_len[i],
-                           QR_STRMAP_MAX_KEY);
+        if (qr_strmap_put(&v->text_to_id, (uint32_t)i) != QR_OK) {
+            return qr_fail(err, "%s: out of memory for %d tokens", path, n);
         }
     }
     return QR_OK;
@@ -225,30 +192,18 @@ static int load_merges(const qr_gguf *g, qr_vocab *v, qr_error *err) {
                        (unsigned long long)m->v.arr.count, 1u << 24);
     }
     int32_t n = (int32_t)m->v.arr.count;
-    v->merge_arena = malloc((size_t)m->v.arr.data_bytes + 1);
-    v->merge_split = malloc(sizeof(uint32_t) * ((size_t)n + 1));
-    if (!v->merge_arena || !v->merge_split || qr_strmap_init(&v->merges, v->merge_arena, (size_t)n) != QR_OK) {
+    if (qr_strtab_load(&v->merge_texts, m, false, path, K_MERGES, err) != QR_OK) return QR_ERR;
+    if (qr_strmap_init(&v->merges, &v->merge_texts, (size_t)n) != QR_OK) {
         return qr_fail(err, "%s: out of memory for %d merges", path, n);
     }
-    qr_gguf_array_iter it;
-    qr_gguf_array_iter_init(&it, m);
-    qr_gguf_value s;
-    size_t off = 0;
     for (int32_t i = 0; i < n; i++) {
-        if (!qr_gguf_array_iter_next(&it, &s)) {
-            return qr_fail(err, "%s: '%s' ended at entry %d", path, K_MERGES, i);
-        }
-        char *dst = v->merge_arena + off;
-        size_t len = (size_t)s.v.str.len;
-        memcpy(dst, s.v.str.ptr, len);
-        off += len;
-        /* Split at the first space at index >= 1; a merge without one never matches. */
-        const char *sp = len > 1 ? memchr(dst + 1, ' ', len - 1) : NULL;
-        v->merge_split[i] = sp ? (uint32_t)(sp - dst) : 0;
-        /* llama.cpp keeps the first rank of a repeated merge (map emplace). */
-        if (sp && qr_strmap_get(&v->merges, dst, len) < 0 && qr_strmap_put(&v->merges, dst, len, i) != QR_OK) {
-            return qr_fail(err, "%s: merge %d is %zu bytes long; at most %u are supported", path, i, len,
-                           QR_STRMAP_MAX_KEY);
+        size_t len;
+        const char *t = qr_strtab_get(&v->merge_texts, (uint32_t)i, &len);
+        /* A merge without a space at index >= 1 never matches (qr_vocab_merge_rank);
+         * llama.cpp keeps the first rank of a repeated merge (map emplace). */
+        if (len < 2 || !memchr(t + 1, ' ', len - 1) || qr_strmap_get(&v->merges, t, len) >= 0) continue;
+        if (qr_strmap_put(&v->merges, (uint32_t)i) != QR_OK) {
+            return qr_fail(err, "%s: out of memory for %d merges", path, n);
         }
     }
     v->n_merges = n;
@@ -455,7 +410,9 @@ static int build_special_cache(qr_vocab *v, qr_error *err) {
     size_t k = 0;
     for (int32_t i = 0; i < v->n_tokens; i++) {
         if (v->attr[i] & (QR_ATTR_CONTROL | QR_ATTR_USER_DEFINED | QR_ATTR_UNKNOWN)) {
-            tmp[k].len = v->text_len[i];
+            size_t len;
+            qr_vocab_text(v, i, &len);
+            tmp[k].len = (uint32_t)len;
             tmp[k++].id = i;
         }
     }
@@ -488,7 +445,7 @@ static int apply_model_attrs(const qr_gguf *g, qr_vocab *v, qr_error *err) {
         static const char *const keep[] = {"<unk>", "<s>", "<|endoftext|>", NULL};
         for (const char *const *t = keep; *t; t++) {
             id = find_cstr(v, *t);
-            if (id >= 0) v->attr[id] &= (uint16_t)~QR_ATTR_RSTRIP;
+            if (id >= 0) v->attr[id] &= (uint8_t)~QR_ATTR_RSTRIP;
         }
     } else if (name && strstr(name, "modern-bert")) {
         int32_t id = find_cstr(v, "[MASK]");
@@ -570,20 +527,15 @@ fail:
 void qr_vocab_free(qr_vocab *v) {
     free(v->model_name);
     free(v->pre_name);
-    free(v->text_arena);
-    free(v->text_off);
-    free(v->text_len);
-    free(v->scores);
+    qr_strtab_free(&v->texts);
     free(v->attr);
     qr_strmap_free(&v->text_to_id);
-    free(v->merge_arena);
-    free(v->merge_split);
+    qr_strtab_free(&v->merge_texts);
     qr_strmap_free(&v->merges);
     free(v->eog);
     free(v->special);
+    free(v->piece_ref);
     free(v->piece_arena);
-    free(v->piece_off);
-    free(v->piece_len);
     memset(v, 0, sizeof *v);
 }
 
@@ -597,8 +549,9 @@ int32_t qr_vocab_merge_rank(const qr_vocab *v, const char *left, size_t left_len
     key[left_len] = ' ';
     memcpy(key + left_len + 1, right, right_len);
     int32_t rank = qr_strmap_get(&v->merges, key, len);
+    /* The merge must split at its first space past index 0, as llama.cpp splits it. */
+    if (rank >= 0 && (left_len == 0 || memchr(key + 1, ' ', len - 1) != key + left_len)) rank = -1;
     if (key != stack) free(key);
-    if (rank >= 0 && v->merge_split[rank] != left_len) rank = -1;
     return rank;
 }
 

@@ -7,10 +7,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "core/error.h"
 #include "gguf/gguf.h"
 #include "tokenizer/strmap.h"
+#include "tokenizer/strtab.h"
 
 typedef enum qr_vocab_type {
     QR_VOCAB_SPM = 1, /* tokenizer.ggml.model = "llama": SentencePiece with byte fallback */
@@ -29,7 +31,8 @@ enum {
     QR_TOKEN_TYPE_BYTE = 6,
 };
 
-/* Token attributes (bit set), derived from the type plus load-time fix-ups. */
+/* Token attributes (bit set), derived from the type plus load-time fix-ups: llama.cpp's
+ * attributes that matter here, packed into one byte a token. */
 enum {
     QR_ATTR_UNKNOWN = 1 << 0,
     QR_ATTR_UNUSED = 1 << 1,
@@ -37,9 +40,12 @@ enum {
     QR_ATTR_CONTROL = 1 << 3,
     QR_ATTR_USER_DEFINED = 1 << 4,
     QR_ATTR_BYTE = 1 << 5,
-    QR_ATTR_LSTRIP = 1 << 7,
-    QR_ATTR_RSTRIP = 1 << 8,
+    QR_ATTR_LSTRIP = 1 << 6,
+    QR_ATTR_RSTRIP = 1 << 7,
 };
+
+/* Longest token text the vocabulary takes (bounds the piece renderer's scratch). */
+#define QR_VOCAB_MAX_TOKEN_LEN 65535u
 
 #define QR_TOKEN_NULL (-1)
 
@@ -51,19 +57,18 @@ typedef struct qr_vocab {
     char *pre_name;   /* tokenizer.ggml.pre, "" when absent */
     int pre_type;     /* index into the pre-tokenizer table (bpe_pretok.c) */
 
+    /* Texts, scores and types are read from the GGUF mapping, which must outlive the
+     * vocabulary: its pages are resident anyway, copies would count twice. */
     int32_t n_tokens;
-    char *text_arena;    /* every token text, back to back */
-    uint32_t *text_off;  /* n_tokens */
-    uint32_t *text_len;  /* n_tokens */
-    float *scores;       /* n_tokens */
-    uint16_t *attr;      /* n_tokens */
+    qr_strtab texts;
+    const uint8_t *scores; /* tokenizer.ggml.scores in the file (unaligned), or NULL: all 0 */
+    bool scores_int;       /* stored as int32, not float32 */
+    uint8_t *attr;         /* n_tokens */
     int32_t max_token_len;
     qr_strmap text_to_id;
 
-    /* BPE merges: keyed by the merge string "left right", value = rank; split[rank]
-     * is the byte length of `left` (so a lookup can check it split at the same space). */
-    char *merge_arena;
-    uint32_t *merge_split;
+    /* BPE merges "left right", keyed by their text, value = rank. */
+    qr_strtab merge_texts;
     int32_t n_merges;
     qr_strmap merges;
 
@@ -92,23 +97,57 @@ typedef struct qr_vocab {
     size_t n_special;
 
     /* token_to_piece cache with special tokens rendered (llama.cpp's
-     * cache_token_to_piece): piece i = piece_arena[piece_off[i] .. +piece_len[i]). */
+     * cache_token_to_piece), holding only the pieces that differ from their token's text
+     * (pieces.c): piece_ref[i] is 0 when token i's piece is its text, else the offset in
+     * piece_arena of its piece's length (one byte below 255, else 255 and four bytes),
+     * which the piece's bytes follow. */
+    uint32_t *piece_ref;
     char *piece_arena;
-    uint32_t *piece_off;
-    uint32_t *piece_len;
 } qr_vocab;
 
-/* Loads the vocabulary. Unknown tokenizer.ggml.model or .pre values fail with a message
- * naming the value and listing the supported ones. */
+/* Loads the vocabulary, which keeps pointers into g's mapping: g must stay open until
+ * qr_vocab_free. Unknown tokenizer.ggml.model or .pre values fail with a message naming
+ * the value and listing the supported ones. */
 int qr_vocab_load(const qr_gguf *g, qr_vocab *v, qr_error *err);
 void qr_vocab_free(qr_vocab *v);
 
 static inline const char *qr_vocab_text(const qr_vocab *v, int32_t id, size_t *len) {
-    *len = v->text_len[id];
-    return v->text_arena + v->text_off[id];
+    return qr_strtab_get(&v->texts, (uint32_t)id, len);
+}
+static inline float qr_vocab_score(const qr_vocab *v, int32_t id) {
+    if (!v->scores) return 0.0f;
+    if (v->scores_int) {
+        int32_t x;
+        memcpy(&x, v->scores + 4 * (size_t)id, 4);
+        return (float)x;
+    }
+    float f;
+    memcpy(&f, v->scores + 4 * (size_t)id, 4);
+    return f;
 }
 /* Fills the piece cache (pieces.c); called by qr_vocab_load. */
 int qr_vocab_build_pieces(qr_vocab *v, qr_error *err);
+/* The piece of token id with special tokens rendered (0 <= id < n_tokens). Both places
+ * are read and one is picked without a branch: whether a token's piece is its text is as
+ * good as random (half of Gemma 3's tokens), and a mispredicted branch cost more than the
+ * lookup itself. piece_arena[0] is a readable dummy for the tokens without a piece. */
+static inline const char *qr_vocab_piece(const qr_vocab *v, int32_t id, size_t *len) {
+    const uint32_t r = v->piece_ref[id];
+    size_t tlen;
+    const char *t = qr_vocab_text(v, id, &tlen);
+    const uint8_t *p = (const uint8_t *)v->piece_arena + r;
+    size_t plen = p[0];
+    const char *piece = (const char *)p + 1;
+    if (plen == 255) { /* rare: a long piece */
+        uint32_t n;
+        memcpy(&n, p + 1, 4);
+        plen = n;
+        piece = (const char *)p + 5;
+    }
+    const uintptr_t own = (uintptr_t)0 - (uintptr_t)(r != 0); /* all ones or zero: no branch */
+    *len = (plen & own) | (tlen & ~own);
+    return (const char *)(((uintptr_t)piece & own) | ((uintptr_t)t & ~own));
+}
 /* Token id of an exact text, or QR_TOKEN_NULL. */
 static inline int32_t qr_vocab_find(const qr_vocab *v, const char *s, size_t len) {
     return qr_strmap_get(&v->text_to_id, s, len);
