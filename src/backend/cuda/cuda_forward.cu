@@ -72,6 +72,7 @@ struct qr_cuda_forward {
     bool tc_attention; /* prompt batches may use it (QUARREL_CUDA_NO_TC_ATTN=1: never, for comparisons) */
     bool round_activations;
     bool float_gemv; /* QUARREL_CUDA_FLOAT_GEMV=1: the F32 GEMV instead of the integer one (comparisons) */
+    bool pdl;        /* integer GEMVs as programmatic dependents (pdl.h); QUARREL_CUDA_NO_PDL=1: never */
     size_t xr_bytes; /* xr's size: also the integer GEMV's quantized activations */
     qr_type xr_vt;    /* what xr holds: x quantized to this vec-dot type (QR_TYPE_COUNT: nothing */
     int64_t xr_cols;  /* reusable), xr_cols floats a row, xr_rows rows (matmul's reuse_x) */
@@ -309,6 +310,7 @@ extern "C" int qr_cuda_forward_create(const qr_model *m, qr_kv_cache *kv, int32_
     f->round_activations = getenv("QUARREL_CUDA_ROUND_ACT") != NULL;
     f->float_gemv = getenv("QUARREL_CUDA_FLOAT_GEMV") != NULL;
     f->xr_vt = QR_TYPE_COUNT;
+    f->pdl = getenv("QUARREL_CUDA_NO_PDL") == NULL;
     f->tc_attention = getenv("QUARREL_CUDA_NO_TC_ATTN") == NULL;
     f->use_graphs = getenv("QUARREL_CUDA_NO_GRAPH") == NULL;
     f->kv_f32 = qr_kv_is_f32(kv);
@@ -433,8 +435,8 @@ int matmul_x(qr_cuda_forward *f, const qr_cuda_matrix *w, const float *bias, con
         f->xr_rows = rows;
         for (int64_t r0 = 0; r0 < rows; r0 += QR_CUDA_GEMV_MAX_COLS) {
             const int64_t nc = rows - r0 < QR_CUDA_GEMV_MAX_COLS ? rows - r0 : QR_CUDA_GEMV_MAX_COLS;
-            if (qr_cuda_gemv_q8(w, (const uint8_t *)f->xr + r0 * L.col_bytes, y + r0 * w->rows, (int)nc, f->s,
-                                err) != QR_OK)
+            if (qr_cuda_gemv_q8_pdl(w, (const uint8_t *)f->xr + r0 * L.col_bytes, y + r0 * w->rows, (int)nc, f->pdl,
+                                    f->s, err) != QR_OK)
                 return QR_ERR;
         }
         if (bias) return qr_cuda_add_bias(y, bias, rows, w->rows, f->s, err);

@@ -10,6 +10,7 @@
 
 #include "backend/cuda/cuda_common.h"
 #include "backend/cuda/warp_absmax.h"
+#include "backend/cuda/pdl.h"
 #include "backend/cuda/quant_act_device.h"
 #include "backend/cuda/dequant_device.h"
 
@@ -64,6 +65,7 @@ template <bool VEC>
 __global__ void __launch_bounds__(1024) rmsnorm_kernel(const float *a, const float *b, float *sum, const float *w,
                                                        int64_t dim, float eps, float *y, uint8_t *act,
                                                        qr_cuda_act_layout L) {
+    qr_pdl_trigger(); /* a GEMV after this may start fetching its weights (pdl.h) */
     __shared__ float red[32];
     const int64_t base = blockIdx.x * dim;
     float s = 0.0f;
@@ -259,6 +261,7 @@ __global__ void glu_kernel(const float *gate, const float *up, float *out, int64
 template <qr_glu_kind K>
 __global__ void glu_quant_kernel(const float *gate, const float *up, float *out, int64_t n_rows, int64_t n,
                                  uint8_t *act, qr_cuda_act_layout L) {
+    qr_pdl_trigger();
     const int64_t per_row = n / L.block, gb = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
     if (gb >= n_rows * per_row) return;

@@ -27,6 +27,7 @@
 #include "backend/cuda/cuda_common.h"
 #include "backend/cuda/dequant_device.h"
 #include "backend/cuda/gemv_q8.h"
+#include "backend/cuda/pdl.h"
 
 namespace {
 
@@ -37,6 +38,12 @@ constexpr int kWarps = 4; /* rows per CTA */
 #ifndef QR_GEMV_MIN_BLOCKS
 #define QR_GEMV_MIN_BLOCKS 6
 #endif
+/* The same for the integer GEMV's products of at most QR_GEMV_SMALL_ROWS rows (one or two
+ * columns), whose rows are few and long (4096 x 14336): tuning runs only. */
+#ifndef QR_GEMV_SMALL_MINB
+#define QR_GEMV_SMALL_MINB QR_GEMV_MIN_BLOCKS
+#endif
+#define QR_GEMV_SMALL_ROWS 4096
 
 /* Streams weights past L1 (read once) so x stays cached there. */
 __device__ __forceinline__ uint4 ld_stream(const uint4 *p) {
@@ -260,6 +267,7 @@ gemv_block_kernel(const uint8_t *__restrict__ w, size_t pitch, int64_t rows, int
     TileStream<F::TS, F::TB> ts;
     ts.row = row, ts.nb = nb, ts.lane = lane;
     ts.fetch(0);
+    qr_pdl_wait(); /* the activations (and y's previous readers) are done from here on */
     for (int64_t b0 = 0; b0 < nb; b0 += F::TB) {
         ts.park(stage[warp]);
         __syncwarp();
@@ -401,15 +409,18 @@ using namespace qr_q8;
 
 /* One warp per row, as gemv_block_kernel: tiles of TB blocks fetched with coalesced
  * 16-byte loads into shared memory (the next tile in flight while this one is used),
- * then lane l takes items l, l + 32, ... of the tile in that fixed order. */
-template <class F, int NC>
-__global__ void __launch_bounds__(32 * kWarps, NC <= 2 ? QR_GEMV_MIN_BLOCKS : 3)
+ * then lane l takes items l, l + 32, ... of the tile in that fixed order. Launched as a
+ * programmatic dependent (pdl.h), the first tile's loads are issued before waiting for
+ * the kernel that wrote the activations. */
+template <class F, int NC, int MINB>
+__global__ void __launch_bounds__(32 * kWarps, NC <= 2 ? MINB : 3)
 gemv_q8_kernel(const uint8_t *__restrict__ w, size_t pitch, int64_t rows, int64_t cols, Act a,
                float *__restrict__ y) {
     using Stream = TileStream<F::TS, F::TB>;
     constexpr int ITEMS = F::TB * F::IPB;
     static_assert(F::TB * F::TS % 16 == 0 && ITEMS % 32 == 0, "tile shape");
     __shared__ uint4 stage[kWarps][Stream::CHUNKS + 1]; /* + 1: ld_words_a2 reads a word past a block */
+    qr_pdl_trigger();
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int64_t r = (int64_t)blockIdx.x * kWarps + warp;
     if (r >= rows) return;
@@ -443,10 +454,25 @@ gemv_q8_kernel(const uint8_t *__restrict__ w, size_t pitch, int64_t rows, int64_
     warp_store<NC>(acc, y, rows, r, lane);
 }
 
+template <class F, int NC>
+void launch_q8_kernel(const qr_cuda_matrix *m, const Act &a, float *y, cudaStream_t s, bool pdl) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((unsigned)((m->rows + kWarps - 1) / kWarps));
+    cfg.blockDim = dim3(32 * kWarps);
+    cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl ? 1 : 0;
+    const bool small = NC <= 2 && m->rows <= QR_GEMV_SMALL_ROWS;
+    (void)cudaLaunchKernelEx(&cfg, small ? gemv_q8_kernel<F, NC, QR_GEMV_SMALL_MINB> : gemv_q8_kernel<F, NC, QR_GEMV_MIN_BLOCKS>,
+                             (const uint8_t *)m->data, m->pitch, m->rows, m->cols, a, y);
+}
+
 template <int NC>
-void launch_q8(const qr_cuda_matrix *m, const Act &a, float *y, cudaStream_t s) {
-    const dim3 g((unsigned)((m->rows + kWarps - 1) / kWarps)), b(32 * kWarps);
-#define QR_Q8(F) gemv_q8_kernel<F, NC><<<g, b, 0, s>>>(m->data, m->pitch, m->rows, m->cols, a, y)
+void launch_q8(const qr_cuda_matrix *m, const Act &a, float *y, cudaStream_t s, bool pdl) {
+#define QR_Q8(F) launch_q8_kernel<F, NC>(m, a, y, s, pdl)
     switch (m->type) {
     case QR_TYPE_Q4_0: QR_Q8(IQ4_32<false>); break;
     case QR_TYPE_Q4_1: QR_Q8(IQ4_1); break;
@@ -521,6 +547,11 @@ int qr_cuda_gemv_launch(const qr_cuda_matrix *m, const float *x, float *y, int n
 
 extern "C" int qr_cuda_gemv_q8(const qr_cuda_matrix *m, const void *act_dev, float *y_dev, int ncols, void *stream,
                                qr_error *err) {
+    return qr_cuda_gemv_q8_pdl(m, act_dev, y_dev, ncols, false, stream, err);
+}
+
+extern "C" int qr_cuda_gemv_q8_pdl(const qr_cuda_matrix *m, const void *act_dev, float *y_dev, int ncols, bool pdl,
+                                   void *stream, qr_error *err) {
     if (ncols < 1 || ncols > QR_CUDA_GEMV_MAX_COLS)
         return qr_fail(err, "qr_cuda_gemv_q8: ncols %d is outside 1..%d", ncols, QR_CUDA_GEMV_MAX_COLS);
     if ((uintptr_t)act_dev % 16 != 0) return qr_fail(err, "qr_cuda_gemv_q8: the activations are not 16-byte aligned");
@@ -529,14 +560,14 @@ extern "C" int qr_cuda_gemv_q8(const qr_cuda_matrix *m, const void *act_dev, flo
     const Act a = {(const uint8_t *)act_dev, L.col_bytes, L.d_off, L.bsum_off, L.s_off};
     cudaStream_t s = (cudaStream_t)stream;
     switch (ncols) {
-    case 1: launch_q8<1>(m, a, y_dev, s); break;
-    case 2: launch_q8<2>(m, a, y_dev, s); break;
-    case 3: launch_q8<3>(m, a, y_dev, s); break;
-    case 4: launch_q8<4>(m, a, y_dev, s); break;
-    case 5: launch_q8<5>(m, a, y_dev, s); break;
-    case 6: launch_q8<6>(m, a, y_dev, s); break;
-    case 7: launch_q8<7>(m, a, y_dev, s); break;
-    default: launch_q8<8>(m, a, y_dev, s); break;
+    case 1: launch_q8<1>(m, a, y_dev, s, pdl); break;
+    case 2: launch_q8<2>(m, a, y_dev, s, pdl); break;
+    case 3: launch_q8<3>(m, a, y_dev, s, pdl); break;
+    case 4: launch_q8<4>(m, a, y_dev, s, pdl); break;
+    case 5: launch_q8<5>(m, a, y_dev, s, pdl); break;
+    case 6: launch_q8<6>(m, a, y_dev, s, pdl); break;
+    case 7: launch_q8<7>(m, a, y_dev, s, pdl); break;
+    default: launch_q8<8>(m, a, y_dev, s, pdl); break;
     }
     QR_CUDA_LAUNCHED("the integer GEMV kernel", err);
     return QR_OK;
