@@ -21,6 +21,15 @@
 
 namespace qr_q8 {
 
+/* Activation loads are coherent (ld.global.ca), not __ldg's read-only path: the kernel may
+ * run as a programmatic dependent of the kernel writing them (pdl.h), and __ldg promises
+ * data that no kernel writes while this one lives; its loads may also be hoisted above
+ * the dependency wait by the compiler. */
+template <class T>
+__device__ __forceinline__ T act_ld(const T *p) {
+    return __ldca(p);
+}
+
 /* The quantized activations of the columns (layout in gemv_q8.h). */
 struct Act {
     const uint8_t *base;
@@ -28,8 +37,8 @@ struct Act {
     __device__ const int4 *q16(int c, int64_t e) const { /* 16 quants from element e */
         return (const int4 *)(base + c * stride + e);
     }
-    __device__ float d(int c, int64_t b) const { return __ldg((const float *)(base + c * stride + d_off) + b); }
-    __device__ float s(int c, int64_t b) const { return __ldg((const float *)(base + c * stride + s_off) + b); }
+    __device__ float d(int c, int64_t b) const { return act_ld((const float *)(base + c * stride + d_off) + b); }
+    __device__ float s(int c, int64_t b) const { return act_ld((const float *)(base + c * stride + s_off) + b); }
     __device__ const int16_t *bs(int c) const { return (const int16_t *)(base + c * stride + bs_off); }
 };
 
@@ -72,10 +81,10 @@ __device__ __forceinline__ void dot_q32(const uint32_t *lo, const uint32_t *hi, 
 #pragma unroll
     for (int c = 0; c < NC; c++) {
         const int4 *x = a.q16(c, gb * 32);
-        int isum = dot16(hi, __ldg(x + 1), dot16(lo, __ldg(x), 0));
+        int isum = dot16(hi, act_ld(x + 1), dot16(lo, act_ld(x), 0));
         if (offset) {
             const int *bs = (const int *)a.bs(c) + gb; /* both 16-sums of the block */
-            const int two = __ldg(bs);
+            const int two = act_ld(bs);
             isum -= offset * ((int)(int16_t)(two & 0xFFFF) + (two >> 16));
         }
         const float t = __fmul_rn(__fmul_rn(d, a.d(c, gb)), (float)isum);
@@ -155,7 +164,7 @@ struct IQ8_0 {
         const float d = half_at(b);
 #pragma unroll
         for (int c = 0; c < NC; c++) {
-            const int isum = dot16(w, __ldg(a.q16(c, gb * 32 + 16 * h)), 0);
+            const int isum = dot16(w, act_ld(a.q16(c, gb * 32 + 16 * h)), 0);
             acc[c] = __fadd_rn(acc[c], __fmul_rn(__fmul_rn(d, a.d(c, gb)), (float)isum));
         }
     }
@@ -199,9 +208,9 @@ struct IK45 {
 #pragma unroll
         for (int c = 0; c < NC; c++) {
             const int4 *x = a.q16(c, gb * 256 + 64 * p);
-            const int i0 = dot16(lo + 4, __ldg(x + 1), dot16(lo, __ldg(x), 0));
-            const int i1 = dot16(hi + 4, __ldg(x + 3), dot16(hi, __ldg(x + 2), 0));
-            const short4 bs = __ldg((const short4 *)(a.bs(c) + gb * 16 + 4 * p));
+            const int i0 = dot16(lo + 4, act_ld(x + 1), dot16(lo, act_ld(x), 0));
+            const int i1 = dot16(hi + 4, act_ld(x + 3), dot16(hi, act_ld(x + 2), 0));
+            const short4 bs = act_ld((const short4 *)(a.bs(c) + gb * 16 + 4 * p));
             acc_k(acc, a, c, gb, d, sc0 * i0 + sc1 * i1, dmin, m0 * (bs.x + bs.y) + m1 * (bs.z + bs.w));
         }
     }
@@ -226,8 +235,8 @@ struct IIQ4_XS {
 #pragma unroll
         for (int c = 0; c < NC; c++) {
             const int4 *x = a.q16(c, gb * 256 + 64 * p);
-            const int i0 = dot16(hi, __ldg(x + 1), dot16(lo, __ldg(x), 0));
-            const int i1 = dot16(hi + 4, __ldg(x + 3), dot16(lo + 4, __ldg(x + 2), 0));
+            const int i0 = dot16(hi, act_ld(x + 1), dot16(lo, act_ld(x), 0));
+            const int i1 = dot16(hi + 4, act_ld(x + 3), dot16(lo + 4, act_ld(x + 2), 0));
             acc_k(acc, a, c, gb, d, s0 * i0 + s1 * i1, 0.0f, 0);
         }
     }
@@ -262,8 +271,8 @@ struct IQ6_K {
             for (int k = 0; k < 2; k++) { /* k = j, then j + 2 (64 elements on) */
 #pragma unroll
                 for (int g = 0; g < 2; g++) {
-                    const int isum = dot16(q[k] + 4 * g, __ldg(x + 4 * k + g), 0);
-                    si += s[2 * k + g] * (isum - 32 * (int)__ldg(bs + 4 * k + g));
+                    const int isum = dot16(q[k] + 4 * g, act_ld(x + 4 * k + g), 0);
+                    si += s[2 * k + g] * (isum - 32 * (int)act_ld(bs + 4 * k + g));
                 }
             }
             acc_k(acc, a, c, gb, d, si, 0.0f, 0);
@@ -296,8 +305,8 @@ struct IQ2_K {
 #pragma unroll
                 for (int g = 0; g < 2; g++) {
                     const int s = sc[2 * k + g];
-                    si += (s & 0xF) * dot16(q + 4 * g, __ldg(x + 2 * k + g), 0);
-                    mi += (s >> 4) * (int)__ldg(bs + 2 * k + g);
+                    si += (s & 0xF) * dot16(q + 4 * g, act_ld(x + 2 * k + g), 0);
+                    mi += (s >> 4) * (int)act_ld(bs + 2 * k + g);
                 }
             }
             acc_k(acc, a, c, gb, d, si, dmin, mi);
@@ -336,7 +345,7 @@ struct IQ3_K {
                     q[i] = ((w[i] >> (2 * k)) & 0x03030303) | ((hm[i] >> (4 * h + k)) & 0x01010101) << 2;
 #pragma unroll
                 for (int g = 0; g < 2; g++)
-                    si += s[2 * k + g] * (dot16(q + 4 * g, __ldg(x + 2 * k + g), 0) - 4 * (int)__ldg(bs + 2 * k + g));
+                    si += s[2 * k + g] * (dot16(q + 4 * g, act_ld(x + 2 * k + g), 0) - 4 * (int)act_ld(bs + 2 * k + g));
             }
             acc_k(acc, a, c, gb, d, si, 0.0f, 0);
         }
