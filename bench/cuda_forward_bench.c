@@ -93,21 +93,28 @@ static int bench_streams(qr_model *m, const char *name, qr_device dev, int32_t S
     qr_ctx *c = qr_ctx_create(m, &cp, err, sizeof err);
     if (!c) return fprintf(stderr, "cuda_forward_bench: %s\n", err), 1;
     const int32_t nv = qr_model_n_vocab(m);
-    qr_token *tok = malloc((size_t)(S > P ? S : P) * sizeof *tok);
-    int32_t *seq = malloc((size_t)S * sizeof *seq);
+    const int32_t n = S > P ? S : P;
+    qr_token *tok = malloc((size_t)n * sizeof *tok);
+    int32_t *seq = malloc((size_t)n * sizeof *seq);
     int8_t *out = malloc((size_t)S);
+    if (!tok || !seq || !out) {
+        fprintf(stderr, "cuda_forward_bench: out of memory\n");
+        free(tok), free(seq), free(out);
+        qr_ctx_free(c);
+        return 1;
+    }
     double step[64];
     int rc = 0;
     uint32_t rs = 7u;
     for (int r = -1; r < R && !rc; r++) {
         for (int32_t q = 0; q < S && !rc; q++) { /* each sequence's prompt, one batch each */
             qr_ctx_seq_truncate(c, q, 0, NULL, 0);
-            for (int32_t i = 0; i < P; i++) tok[i] = (qr_token)(((rs = rs * 1664525u + 1013904223u) >> 8) % (uint32_t)nv);
-            int32_t *sq = malloc((size_t)P * sizeof *sq);
-            for (int32_t i = 0; i < P; i++) sq[i] = q;
-            qr_batch b = {.n_tokens = P, .tokens = tok, .seq_id = sq};
+            for (int32_t i = 0; i < P; i++) {
+                tok[i] = (qr_token)(((rs = rs * 1664525u + 1013904223u) >> 8) % (uint32_t)nv);
+                seq[i] = q;
+            }
+            qr_batch b = {.n_tokens = P, .tokens = tok, .seq_id = seq};
             if (qr_decode(c, &b, err, sizeof err) != 0) rc = 1;
-            free(sq);
         }
         const double t0 = qr_time_now_s();
         for (int32_t i = 0; i < N && !rc; i++) {
