@@ -160,14 +160,24 @@ static void check_model(const char *path, const char *tmpdir) {
     remove(ref);
 }
 
-/* A row's CUDA logits are the same alone or in any batch (batch_invariant mode). */
-static void check_batch_invariance(const char *path) {
+/* The model at path (NULL, with a CHECK failure, when it does not load) and the shared
+ * prompt for its vocabulary. */
+static qr_model *load_with_prompt(const char *path, qr_token *prompt, int32_t *nv) {
     char err[512];
     qr_model *m = qr_model_load(path, err, sizeof err);
-    if (!m) return;
-    const int32_t nv = qr_model_n_vocab(m);
+    CHECK_MSG(m != NULL, "%s: %s", path, err);
+    if (!m) return NULL;
+    *nv = qr_model_n_vocab(m);
+    qr_test_prompt(*nv, N_PROMPT, prompt);
+    return m;
+}
+
+/* A row's CUDA logits are the same alone or in any batch (batch_invariant mode). */
+static void check_batch_invariance(const char *path) {
+    int32_t nv = 0;
     qr_token prompt[N_PROMPT];
-    qr_test_prompt(nv, N_PROMPT, prompt);
+    qr_model *m = load_with_prompt(path, prompt, &nv);
+    if (!m) return;
     const int32_t sizes[] = {N_PROMPT, 7, 1};
     float *ref = malloc((size_t)N_PROMPT * (size_t)nv * sizeof(float));
     REQUIRE(ref);
@@ -197,11 +207,10 @@ static void check_batch_invariance(const char *path) {
  * context computes for the same row (both batch invariant, so bit-identical logits). */
 static void check_argmax_outputs(const char *path) {
     char err[512];
-    qr_model *m = qr_model_load(path, err, sizeof err);
-    if (!m) return;
-    const int32_t nv = qr_model_n_vocab(m);
+    int32_t nv = 0;
     qr_token prompt[N_PROMPT];
-    qr_test_prompt(nv, N_PROMPT, prompt);
+    qr_model *m = load_with_prompt(path, prompt, &nv);
+    if (!m) return;
     qr_ctx *ref = make_ctx(m, QR_DEVICE_CUDA, true), *c = make_ctx(m, QR_DEVICE_CUDA, true);
     int8_t want[N_PROMPT];
     for (int32_t i = 0; i < N_PROMPT; i++) want[i] = (int8_t)(i % 3); /* none, logits, argmax */
