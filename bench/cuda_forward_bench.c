@@ -6,12 +6,13 @@
  *                     mean position of the tg run;
  *   roofline t/s    = device-to-device copy bandwidth (bytes read + written, 1 GiB
  *                     cudaMemcpy, median of 11) / bytes per token.
- * usage: cuda_forward_bench MODEL [-p P] [-n N] [-r R] [--device cpu|cuda] [-s S]
+ * usage: cuda_forward_bench MODEL [-p P] [-n N] [-r R] [--device cpu|cuda] [-s S [-c N_CTX]]
  * Prints one markdown table row (the header with --header).
  * With -s S: a server's decode instead: S sequences, each given a P-token prompt, then
  * N steps of S rows (one per sequence) in batch-invariant mode, each row asking only for
  * its greedy token (QR_OUTPUT_ARGMAX), as `quarrel serve` runs its streams; prints the
- * median step time and the aggregate tokens/s over R runs. */
+ * median step time and the aggregate tokens/s over R runs. -c: the context's cells
+ * (default S * (P + N + 16); `quarrel serve -c 16384` for a server's). */
 #include <cuda_runtime_api.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,10 +83,11 @@ static int decode(qr_ctx *c, const qr_token *t, int32_t n) {
 }
 
 /* -s: N steps of S rows after an S-sequence prefill; the median over R runs. */
-static int bench_streams(qr_model *m, const char *name, qr_device dev, int32_t S, int32_t P, int32_t N, int32_t R) {
+static int bench_streams(qr_model *m, const char *name, qr_device dev, int32_t S, int32_t P, int32_t N, int32_t R,
+                         int32_t n_ctx) {
     char err[512];
     qr_ctx_params cp = qr_ctx_default_params();
-    cp.n_ctx = S * (P + N + 16);
+    cp.n_ctx = n_ctx > 0 ? n_ctx : S * (P + N + 16);
     cp.n_batch = S > P ? S : P;
     cp.n_seq_max = S;
     cp.batch_invariant = true;
@@ -143,7 +145,7 @@ static int bench_streams(qr_model *m, const char *name, qr_device dev, int32_t S
 
 int main(int argc, char **argv) {
     const char *path = NULL;
-    int32_t P = 512, N = 128, R = 3, S = 0;
+    int32_t P = 512, N = 128, R = 3, S = 0, C = 0;
     qr_device dev = QR_DEVICE_CUDA;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--header")) {
@@ -156,18 +158,19 @@ int main(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(argv[i], "-n")) N = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "-r")) R = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "-s")) S = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "-c")) C = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--device")) dev = strcmp(argv[++i], "cpu") ? QR_DEVICE_CUDA : QR_DEVICE_CPU;
         else path = argv[i];
     }
     if (!path || P < 1 || N < 1 || R < 1 || R > 64 || S < 0) {
-        fprintf(stderr, "usage: cuda_forward_bench MODEL [-p P] [-n N] [-r R] [--device cpu|cuda] [-s S] | --header\n");
+        fprintf(stderr, "usage: cuda_forward_bench MODEL [-p P] [-n N] [-r R] [--device cpu|cuda] [-s S [-c N_CTX]] | --header\n");
         return 2;
     }
     char err[512];
     qr_model *m = qr_model_load(path, err, sizeof err);
     if (!m) return fprintf(stderr, "cuda_forward_bench: %s\n", err), 1;
     if (S > 0) {
-        const int rc = bench_streams(m, strrchr(path, '/') ? strrchr(path, '/') + 1 : path, dev, S, P, N, R);
+        const int rc = bench_streams(m, strrchr(path, '/') ? strrchr(path, '/') + 1 : path, dev, S, P, N, R, C);
         qr_model_free(m);
         return rc;
     }

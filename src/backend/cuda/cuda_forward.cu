@@ -305,6 +305,8 @@ extern "C" int qr_cuda_forward_create(const qr_model *m, qr_kv_cache *kv, int32_
      * function of the context only, so a row's result does not depend on its batch. */
     const int splits = (n_ctx + 255) / 256;
     f->n_split = splits < 1 ? 1 : splits > 16 ? 16 : splits;
+    const char *split_env = getenv("QUARREL_CUDA_ATTN_SPLITS"); /* 1..64: a fixed count, for tuning runs */
+    if (split_env) f->n_split = atoi(split_env) < 1 ? 1 : atoi(split_env) > 64 ? 64 : atoi(split_env);
     f->n_layer = m->desc.hp.n_layer;
     f->layer_first = layer_first;
     f->round_activations = getenv("QUARREL_CUDA_ROUND_ACT") != NULL;
