@@ -11,7 +11,8 @@
  * Every integer sum is exact; only the float steps above decide the bits. */
 /* Included by one small .c file per instruction set (*_avx2.c, *_avx512.c), which
  * defines QR_KFN to name the entry point; the AVX-512 build turns maddubs + madd into
- * VNNI dot products (cpu_simd_avx2.h). */
+ * VNNI dot products (cpu_simd_avx2.h). It may also define QR_KQ_DECODE_Q4K and
+ * QR_KQ_DECODE_Q6K: wider single-row kernels with the same bits, which run() then uses. */
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
 #endif
@@ -291,6 +292,17 @@ QR_INLINE void lane_rows(qr_type t, const mm_job *j, const uint8_t *wrow, int64_
 /* ---- Dispatch ---------------------------------------------------------------------------------- */
 
 QR_INLINE void run(qr_type t, const mm_job *j, int64_t o0, int64_t o1) {
+#ifdef QR_KQ_DECODE_Q4K
+    /* a wider decode kernel where the instruction set has one (same bits) */
+    if (t == QR_TYPE_Q4_K && j->n_rows == 1) {
+        QR_KQ_DECODE_Q4K(j, o0, o1);
+        return;
+    }
+    if (t == QR_TYPE_Q6_K && j->n_rows == 1) {
+        QR_KQ_DECODE_Q6K(j, o0, o1);
+        return;
+    }
+#endif
     for (int64_t o = o0; o < o1; o++) {
         const uint8_t *wrow = j->w + (size_t)o * j->row_bytes;
         for (int64_t r0 = 0; r0 < j->n_rows; r0 += ROWS_PER_PASS) {

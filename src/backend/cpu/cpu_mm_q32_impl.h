@@ -9,7 +9,8 @@
  * Each weight block is unpacked once and met by up to 4 activation rows (prompt batches). */
 /* Included by one small .c file per instruction set (*_avx2.c, *_avx512.c), which
  * defines QR_KFN to name the entry point; the AVX-512 build turns maddubs + madd into
- * VNNI dot products (cpu_simd_avx2.h). */
+ * VNNI dot products (cpu_simd_avx2.h). It may also define QR_Q32_DECODE_Q4_0 and
+ * QR_Q32_DECODE_LANES (Q5_0, Q8_0): wider single-row kernels with the same bits. */
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
 #endif
@@ -252,6 +253,17 @@ QR_INLINE void run_decode(const q32_fmt *f, const mm_job *j, int64_t o0, int64_t
 
 QR_INLINE void run(const q32_fmt f, const mm_job *j, int64_t o0, int64_t o1) {
     if (j->n_rows == 1) {
+#ifdef QR_Q32_DECODE_Q4_0
+        /* a wider decode kernel where the instruction set has one (same bits) */
+        if (f.t == QR_TYPE_Q4_0) {
+            QR_Q32_DECODE_Q4_0(j, o0, o1);
+            return;
+        }
+        if (f.t == QR_TYPE_Q8_0 || f.t == QR_TYPE_Q5_0) {
+            QR_Q32_DECODE_LANES(f.t, j, o0, o1);
+            return;
+        }
+#endif
         run_decode(&f, j, o0, o1);
         return;
     }
