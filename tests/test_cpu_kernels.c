@@ -217,6 +217,12 @@ int main(void) {
                                 inv ? "batch-invariant" : "llama.cpp order");
                 }
             }
+            /* Rows of 1, 2, 7 and 13 blocks for the single-row decode kernels, which take
+             * several weight rows (37: not a whole number of passes) and activation blocks
+             * in groups that such rows end inside. */
+            static const int64_t BLOCKS[] = {1, 2, 7, 13};
+            for (size_t bi = 0; bi < sizeof BLOCKS / sizeof BLOCKS[0]; bi++)
+                check_shape(&rng, t, blk * BLOCKS[bi], 37, 1, levels, n_levels, inv ? "batch-invariant" : "llama.cpp order");
         }
         if (inv == 0) check_glu(&rng, levels, n_levels);
         if (inv == 0) {
