@@ -72,6 +72,12 @@ static double step_weight_bytes(const qr_model *m) {
     return b;
 }
 
+/* The next pseudo-random token below nv (an LCG: every run sees the same tokens). */
+static qr_token next_token(uint32_t *s, int32_t nv) {
+    *s = *s * 1664525u + 1013904223u;
+    return (qr_token)((*s >> 8) % (uint32_t)nv);
+}
+
 static int decode(qr_ctx *c, const qr_token *t, int32_t n) {
     char err[512];
     qr_batch b = {.n_tokens = n, .tokens = t};
@@ -112,7 +118,7 @@ static int bench_streams(qr_model *m, const char *name, qr_device dev, int32_t S
         for (int32_t q = 0; q < S && !rc; q++) { /* each sequence's prompt, one batch each */
             qr_ctx_seq_truncate(c, q, 0, NULL, 0);
             for (int32_t i = 0; i < P; i++) {
-                tok[i] = (qr_token)(((rs = rs * 1664525u + 1013904223u) >> 8) % (uint32_t)nv);
+                tok[i] = next_token(&rs, nv);
                 seq[i] = q;
             }
             qr_batch b = {.n_tokens = P, .tokens = tok, .seq_id = seq};
@@ -121,7 +127,7 @@ static int bench_streams(qr_model *m, const char *name, qr_device dev, int32_t S
         const double t0 = qr_time_now_s();
         for (int32_t i = 0; i < N && !rc; i++) {
             for (int32_t q = 0; q < S; q++) {
-                tok[q] = (qr_token)(((rs = rs * 1664525u + 1013904223u) >> 8) % (uint32_t)nv);
+                tok[q] = next_token(&rs, nv);
                 seq[q] = q;
                 out[q] = QR_OUTPUT_ARGMAX;
             }
@@ -183,7 +189,7 @@ int main(int argc, char **argv) {
     const int32_t nv = qr_model_n_vocab(m);
     qr_token *toks = malloc((size_t)(P + N) * sizeof *toks);
     uint32_t s = 42u;
-    for (int32_t i = 0; i < P + N; i++) toks[i] = (qr_token)(((s = s * 1664525u + 1013904223u) >> 8) % (uint32_t)nv);
+    for (int32_t i = 0; i < P + N; i++) toks[i] = next_token(&s, nv);
     double pp[64], tg[64];
     int rc = 0;
     for (int r = -1; r < R && !rc; r++) { /* r = -1: warm-up (graph capture, cuBLAS) */

@@ -12,9 +12,9 @@
 #include "testing.h"
 
 /* ||a - ref||_2 / ||ref||_2 (the plain norm of a - ref when ref is zero; inf on NaN/inf). */
-static inline double qr_rel_l2(const float *a, const float *ref, int32_t n) {
+static inline double qr_rel_l2(const float *a, const float *ref, int64_t n) {
     double d = 0.0, r = 0.0;
-    for (int32_t i = 0; i < n; i++) {
+    for (int64_t i = 0; i < n; i++) {
         const double e = (double)a[i] - (double)ref[i];
         d += e * e;
         r += (double)ref[i] * (double)ref[i];

@@ -29,6 +29,7 @@
 #include "backend/cuda/cuda_ops.h"
 #include "backend/cuda/gemv_q8.h"
 #include "core/fp16.h"
+#include "logits_compare.h"
 #include "quant/quant.h"
 #include "testing.h"
 
@@ -72,17 +73,6 @@ static float *download(const float *d, int64_t n) {
     REQUIRE(h);
     REQUIRE(qr_cuda_copy_to_host(h, d, (size_t)n * sizeof(float), &e) == QR_OK);
     return h;
-}
-
-static double rel_err(const float *a, const float *ref, int64_t n) {
-    double d = 0.0, r = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        const double x = (double)a[i] - (double)ref[i];
-        d += x * x;
-        r += (double)ref[i] * (double)ref[i];
-    }
-    if (!isfinite(d)) return INFINITY;
-    return r > 0 ? sqrt(d / r) : sqrt(d);
 }
 
 static void test_get_rows(void) {
@@ -175,7 +165,7 @@ static void test_rmsnorm_glu(qr_backend *cpu) {
         cpu->ops->rmsnorm(cpu, x, w, rows, dim, 1e-6f, ref);
         REQUIRE(qr_cuda_rmsnorm(dx, dw, rows, dim, 1e-6f, dy, NULL, &e) == QR_OK);
         float *got = download(dy, n);
-        const double err = rel_err(got, ref, n);
+        const double err = qr_rel_l2(got, ref, n);
         CHECK_MSG(err < 1e-5, "rmsnorm dim %lld: relative error %.3g", (long long)dim, err);
         free(got);
         /* The fused residual add + norm: sum = x + x2 exactly, y = rmsnorm(sum) * w. */
@@ -187,7 +177,7 @@ static void test_rmsnorm_glu(qr_backend *cpu) {
         got = download(dy, n);
         float *gsum = download(dsum, n);
         CHECK_MSG(memcmp(gsum, sum, (size_t)n * 4) == 0, "add_rmsnorm dim %lld: the sum differs", (long long)dim);
-        const double ea = rel_err(got, ref, n);
+        const double ea = qr_rel_l2(got, ref, n);
         CHECK_MSG(ea < 1e-5, "add_rmsnorm dim %lld: relative error %.3g", (long long)dim, ea);
         free(got), free(gsum), free(x2), free(sum);
         qr_cuda_free(dx2), qr_cuda_free(dsum);
@@ -196,7 +186,7 @@ static void test_rmsnorm_glu(qr_backend *cpu) {
             cpu->ops->glu(cpu, (qr_glu_kind)kind, g, x, ref, n);
             REQUIRE(qr_cuda_glu((qr_glu_kind)kind, dg, dx, dy, n, NULL, &e) == QR_OK);
             got = download(dy, n);
-            const double eg = rel_err(got, ref, n);
+            const double eg = qr_rel_l2(got, ref, n);
             CHECK_MSG(eg < 1e-5, "glu %s n %lld: relative error %.3g", kind ? "gelu" : "silu", (long long)n, eg);
             free(got), free(g);
             qr_cuda_free(dg);
@@ -289,7 +279,7 @@ static void test_rope(qr_backend *cpu) {
         a.freq_factors = dff;
         REQUIRE(qr_cuda_rope(dx, rows, cases[k].n_head, cases[k].head_dim, dpos, &a, NULL, &e) == QR_OK);
         float *got = download(dx, n);
-        const double err = rel_err(got, x, n);
+        const double err = qr_rel_l2(got, x, n);
         CHECK_MSG(err < 1e-4, "rope case %zu: relative error %.3g", k, err);
         free(got);
         /* The fused form: Q rotated and scaled in place, K rotated and V copied into the
@@ -314,7 +304,7 @@ static void test_rope(qr_backend *cpu) {
             memcpy(rk + cell[r] * per, k0 + r * per, (size_t)per * 4);
             memcpy(rv + cell[r] * per, v0 + r * per, (size_t)per * 4);
         }
-        const double eq = rel_err(gq, q0, n), ek = rel_err(gk, rk, n);
+        const double eq = qr_rel_l2(gq, q0, n), ek = qr_rel_l2(gk, rk, n);
         CHECK_MSG(eq < 1e-4 && ek < 1e-4, "rope_store case %zu: relative error q %.3g, k %.3g", k, eq, ek);
         CHECK_MSG(memcmp(gv, rv, (size_t)n * 4) == 0, "rope_store case %zu: V cells differ", k);
         free(q0), free(k0), free(v0), free(gq), free(gk), free(gv), free(rk), free(rv);
@@ -369,7 +359,7 @@ static void test_attention_case(qr_backend *cpu, int n_head, int n_head_kv, int 
     CHECK_MSG(memcmp(again, got, (size_t)nout * 4) == 0, "attention: a second call differs");
     free(hc), free(again);
     qr_cuda_free(cnt);
-    const double err = rel_err(got, ref, nout);
+    const double err = qr_rel_l2(got, ref, nout);
     CHECK_MSG(err < (f32 ? 1e-5 : 3e-3), "attention heads %d/%d dim %d %s softcap %g splits %d: relative error %.3g",
               n_head, n_head_kv, hd, f32 ? "F32" : "F16", (double)softcap, n_split, err);
     free(q), free(kf), free(vf), free(kh), free(vh), free(cells), free(ref), free(got);
@@ -433,7 +423,7 @@ static void test_attention_prefill_case(qr_backend *cpu, int n_head, int n_head_
     REQUIRE(qr_cuda_attention_prefill_supported(&d));
     REQUIRE(qr_cuda_attention_prefill(&d, dpos, NULL, &e) == QR_OK);
     float *got = download(d.out, nout);
-    const double err = rel_err(got, ref, nout);
+    const double err = qr_rel_l2(got, ref, nout);
     CHECK_MSG(err < 4e-3, "prefill attention heads %d/%d dim %d rows %d from %d window %d softcap %g: relative error %.3g",
               n_head, n_head_kv, hd, n_rows, p0, window, (double)softcap, err);
     free(q), free(kf), free(vf), free(kh), free(vh), free(cell_of), free(pos), free(off), free(cells), free(ref);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "logits_compare.h"
 #include "quarrel.h"
 #include "testing.h"
 
@@ -111,8 +112,7 @@ static void test_argmax_outputs(qr_model *m) {
     char err[256];
     for (int i = 0; i < N_PROMPT; i++) {
         const float *l = qr_get_logits(a, i);
-        int want = 0;
-        for (int j = 1; j < nv; j++) want = l[j] > l[want] ? j : want;
+        const int want = qr_argmax(l, nv);
         const qr_token t = qr_get_argmax(b, i, err, sizeof err);
         if (mixed[i] == QR_OUTPUT_NONE) CHECK(t == -1 && strstr(err, "no output") && !qr_get_logits(b, i));
         if (mixed[i] == QR_OUTPUT_LOGITS) CHECK(t == want && same_logits(qr_get_logits(b, i), l, nv));

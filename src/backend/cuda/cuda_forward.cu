@@ -306,12 +306,14 @@ extern "C" int qr_cuda_forward_create(const qr_model *m, qr_kv_cache *kv, int32_
     const int splits = (n_ctx + 255) / 256;
     f->n_split = splits < 1 ? 1 : splits > 16 ? 16 : splits;
     const char *split_env = getenv("QUARREL_CUDA_ATTN_SPLITS"); /* 1..64: a fixed count, for tuning runs */
-    if (split_env) f->n_split = atoi(split_env) < 1 ? 1 : atoi(split_env) > 64 ? 64 : atoi(split_env);
+    if (split_env) {
+        const int n = atoi(split_env);
+        f->n_split = n < 1 ? 1 : n > 64 ? 64 : n;
+    }
     f->n_layer = m->desc.hp.n_layer;
     f->layer_first = layer_first;
     f->round_activations = getenv("QUARREL_CUDA_ROUND_ACT") != NULL;
     f->float_gemv = getenv("QUARREL_CUDA_FLOAT_GEMV") != NULL;
-    f->xr_vt = QR_TYPE_COUNT;
     f->pdl = getenv("QUARREL_CUDA_NO_PDL") == NULL;
     f->tc_attention = getenv("QUARREL_CUDA_NO_TC_ATTN") == NULL;
     f->use_graphs = getenv("QUARREL_CUDA_NO_GRAPH") == NULL;
