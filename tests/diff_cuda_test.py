@@ -53,6 +53,8 @@ def main():
     if not shared:
         skip('../shared is not available')
     model = os.path.join(shared, 'models', 'stories260K.gguf')
+    if not os.path.exists(model):
+        skip(model + ' is missing')
     n_layer = block_count(model)
     r, j = diff(model, 32)
     check(j is not None, 'JSON report (exit %d, %s)' % (r.returncode, r.stderr.strip()[-300:]))

@@ -560,7 +560,11 @@ extern "C" int qr_cuda_gemv_q8_pdl(const qr_cuda_matrix *m, const void *act_dev,
     if ((uintptr_t)act_dev % 16 != 0) return qr_fail(err, "qr_cuda_gemv_q8: the activations are not 16-byte aligned");
     qr_cuda_act_layout L;
     if (qr_cuda_act_q8_layout(m->type, m->cols, &L, err) != QR_OK) return QR_ERR;
-    const Act a = {(const uint8_t *)act_dev, L.col_bytes, L.d_off, L.bsum_off, L.s_off};
+    if ((uint64_t)L.col_bytes * (uint64_t)ncols > UINT32_MAX)
+        return qr_fail(err, "qr_cuda_gemv_q8: %d columns of %zu bytes exceed the kernel's 32-bit offsets", ncols,
+                       L.col_bytes);
+    const Act a = {(const uint8_t *)act_dev, (uint32_t)L.col_bytes, (uint32_t)L.d_off, (uint32_t)L.bsum_off,
+                   (uint32_t)L.s_off};
     cudaStream_t s = (cudaStream_t)stream;
     switch (ncols) {
     case 1: launch_q8<1>(m, a, y_dev, s, pdl); break;

@@ -30,16 +30,21 @@ __device__ __forceinline__ T act_ld(const T *p) {
     return __ldca(p);
 }
 
-/* The quantized activations of the columns (layout in gemv_q8.h). */
+/* The quantized activations of the columns (layout in gemv_q8.h). Offsets are 32-bit (a
+ * product's activations are far below 4 GiB), which spares each item's address arithmetic
+ * the 64-bit multiply-adds. */
 struct Act {
     const uint8_t *base;
-    size_t stride, d_off, bs_off, s_off;
+    uint32_t stride, d_off, bs_off, s_off;
+    __device__ const uint8_t *at(int c, uint32_t off) const { return base + ((uint32_t)c * stride + off); }
     __device__ const int4 *q16(int c, int64_t e) const { /* 16 quants from element e */
-        return (const int4 *)(base + c * stride + e);
+        return (const int4 *)at(c, (uint32_t)e);
     }
-    __device__ float d(int c, int64_t b) const { return act_ld((const float *)(base + c * stride + d_off) + b); }
-    __device__ float s(int c, int64_t b) const { return act_ld((const float *)(base + c * stride + s_off) + b); }
-    __device__ const int16_t *bs(int c) const { return (const int16_t *)(base + c * stride + bs_off); }
+    __device__ float d(int c, int64_t b) const { return act_ld((const float *)at(c, d_off + 4u * (uint32_t)b)); }
+    __device__ float s(int c, int64_t b) const { return act_ld((const float *)at(c, s_off + 4u * (uint32_t)b)); }
+    __device__ const int16_t *bs(int c, int64_t g) const { /* from the sum of 16-group g */
+        return (const int16_t *)at(c, bs_off + 2u * (uint32_t)g);
+    }
 };
 
 /* n words from a 2-byte aligned shared-memory address: aligned words, funnel-shifted
@@ -83,7 +88,7 @@ __device__ __forceinline__ void dot_q32(const uint32_t *lo, const uint32_t *hi, 
         const int4 *x = a.q16(c, gb * 32);
         int isum = dot16(hi, act_ld(x + 1), dot16(lo, act_ld(x), 0));
         if (offset) {
-            const int *bs = (const int *)a.bs(c) + gb; /* both 16-sums of the block */
+            const int *bs = (const int *)a.bs(c, 2 * gb); /* both 16-sums of the block */
             const int two = act_ld(bs);
             isum -= offset * ((int)(int16_t)(two & 0xFFFF) + (two >> 16));
         }
@@ -178,6 +183,22 @@ __device__ __forceinline__ void acc_k(float *acc, const Act &a, int c, int64_t g
     acc[c] = fma_rn(a.d(c, gb), t, acc[c]);
 }
 
+/* The 6-bit scales and mins of sub-blocks 2p and 2p + 1 of a Q4_K/Q5_K block (q: its 12
+ * scale bytes, 4-byte aligned), as qr_k4_scale_min decodes them, without branches: the
+ * lanes of a warp hold items p = 0..3 side by side, and qr_k4_scale_min's two paths
+ * (j < 4, j >= 4) would run one after the other. Bytes: q[0..3] = a, q[4..7] = bb,
+ * q[8..11] = c; sub-blocks 0..3: sc = a & 63, m = bb & 63; 4..7: sc = c's low nibble |
+ * a's top two bits << 4, m = c's high nibble | bb's top two bits << 4. */
+__device__ __forceinline__ void k4_scale_min_pair(const uint8_t *q, int p, int *sc0, int *m0, int *sc1, int *m1) {
+    const uint32_t a = ((const uint32_t *)q)[0], bb = ((const uint32_t *)q)[1], c = ((const uint32_t *)q)[2];
+    const bool hi = p >= 2;
+    const uint32_t sc = hi ? (c & 0x0F0F0F0Fu) | ((a >> 2) & 0x30303030u) : a & 0x3F3F3F3Fu;
+    const uint32_t m = hi ? ((c >> 4) & 0x0F0F0F0Fu) | ((bb >> 2) & 0x30303030u) : bb & 0x3F3F3F3Fu;
+    const unsigned sh = 16u * (unsigned)(p & 1); /* sub-blocks 2p, 2p + 1 are bytes 2(p % 2), +1 */
+    *sc0 = (int)((sc >> sh) & 0xFF), *sc1 = (int)((sc >> (sh + 8)) & 0xFF);
+    *m0 = (int)((m >> sh) & 0xFF), *m1 = (int)((m >> (sh + 8)) & 0xFF);
+}
+
 /* Q4_K/Q5_K: item p = sub-blocks 2p (low nibbles of qs[32p..32p+31]) and 2p+1 (high). */
 template <bool FIVE>
 struct IK45 {
@@ -202,15 +223,14 @@ struct IK45 {
             }
         }
         int sc0, m0, sc1, m1;
-        qr_k4_scale_min(b + 4, 2 * p, &sc0, &m0);
-        qr_k4_scale_min(b + 4, 2 * p + 1, &sc1, &m1);
+        k4_scale_min_pair(b + 4, p, &sc0, &m0, &sc1, &m1);
         const float d = half_at(b), dmin = half_at(b + 2);
 #pragma unroll
         for (int c = 0; c < NC; c++) {
             const int4 *x = a.q16(c, gb * 256 + 64 * p);
             const int i0 = dot16(lo + 4, act_ld(x + 1), dot16(lo, act_ld(x), 0));
             const int i1 = dot16(hi + 4, act_ld(x + 3), dot16(hi, act_ld(x + 2), 0));
-            const short4 bs = act_ld((const short4 *)(a.bs(c) + gb * 16 + 4 * p));
+            const short4 bs = act_ld((const short4 *)a.bs(c, gb * 16 + 4 * p));
             acc_k(acc, a, c, gb, d, sc0 * i0 + sc1 * i1, dmin, m0 * (bs.x + bs.y) + m1 * (bs.z + bs.w));
         }
     }
@@ -265,7 +285,7 @@ struct IQ6_K {
         for (int c = 0; c < NC; c++) {
             const int64_t e = gb * 256 + 128 * h + 32 * j;
             const int4 *x = a.q16(c, e);
-            const int16_t *bs = a.bs(c) + e / 16;
+            const int16_t *bs = a.bs(c, e / 16);
             int si = 0;
 #pragma unroll
             for (int k = 0; k < 2; k++) { /* k = j, then j + 2 (64 elements on) */
@@ -295,7 +315,7 @@ struct IQ2_K {
         for (int c = 0; c < NC; c++) {
             const int64_t e = gb * 256 + 128 * h;
             const int4 *x = a.q16(c, e);
-            const int16_t *bs = a.bs(c) + e / 16;
+            const int16_t *bs = a.bs(c, e / 16);
             int si = 0, mi = 0;
 #pragma unroll
             for (int k = 0; k < 4; k++) {
@@ -335,7 +355,7 @@ struct IQ3_K {
         for (int c = 0; c < NC; c++) {
             const int64_t e = gb * 256 + 128 * h;
             const int4 *x = a.q16(c, e);
-            const int16_t *bs = a.bs(c) + e / 16;
+            const int16_t *bs = a.bs(c, e / 16);
             int si = 0;
 #pragma unroll
             for (int k = 0; k < 4; k++) {
