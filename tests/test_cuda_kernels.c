@@ -390,7 +390,7 @@ static void check_quantize_act(qr_type wt, int64_t n, int64_t ncols, uint64_t *s
     DEV(qr_cuda_malloc(&d_q, L.col_bytes * (size_t)ncols, &e_));
     DEV(qr_cuda_copy_to_device(d_x, x, (size_t)(n * ncols) * 4, &e_));
     DEV(qr_cuda_memset(d_q, 0, L.col_bytes * (size_t)ncols, &e_));
-    DEV(qr_cuda_quantize_act(wt, d_x, n, ncols, d_q, NULL, &e_));
+    DEV(qr_cuda_quantize_act(wt, d_x, n, ncols, d_q, false, NULL, &e_));
     DEV(qr_cuda_copy_to_host(got, d_q, L.col_bytes * (size_t)ncols, &e_));
     size_t first = 0;
     while (first < L.col_bytes * (size_t)ncols && got[first] == want[first]) first++;
@@ -456,7 +456,7 @@ static void check_gemv_q8(qr_type t, int64_t rows, int64_t cols, uint64_t *s, do
     DEV(qr_cuda_malloc(&d_q, L.col_bytes * MAXC, &e_));
     DEV(qr_cuda_malloc(&d_y, (size_t)(rows * MAXC) * 4, &e_));
     DEV(qr_cuda_copy_to_device(d_x, x, (size_t)(cols * MAXC) * 4, &e_));
-    DEV(qr_cuda_quantize_act(t, d_x, cols, MAXC, d_q, NULL, &e_));
+    DEV(qr_cuda_quantize_act(t, d_x, cols, MAXC, d_q, false, NULL, &e_));
     DEV(qr_cuda_memset(d_y, 0xFF, (size_t)(rows * MAXC) * 4, &e_));
     DEV(qr_cuda_gemv_q8(m, d_q, d_y, MAXC, NULL, &e_));
     DEV(qr_cuda_copy_to_host(y8, d_y, (size_t)(rows * MAXC) * 4, &e_));

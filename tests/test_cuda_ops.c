@@ -219,16 +219,16 @@ static void test_fused_quant(void) {
             for (int variant = 0; variant < 4; variant++) { /* norm, add + norm, silu, gelu */
                 if (variant == 0) {
                     REQUIRE(qr_cuda_rmsnorm(dx, dw, rows, dim, 1e-6f, dy, NULL, &e) == QR_OK);
-                    REQUIRE(qr_cuda_add_rmsnorm_quant(dx, NULL, NULL, dw, rows, dim, 1e-6f, dy2, wtypes[t], act2, NULL, &e) == QR_OK);
+                    REQUIRE(qr_cuda_add_rmsnorm_quant(dx, NULL, NULL, dw, rows, dim, 1e-6f, dy2, wtypes[t], act2, true, NULL, &e) == QR_OK);
                 } else if (variant == 1) {
                     REQUIRE(qr_cuda_add_rmsnorm(dx, dx2, ds, dw, rows, dim, 1e-6f, dy, NULL, &e) == QR_OK);
-                    REQUIRE(qr_cuda_add_rmsnorm_quant(dx, dx2, ds2, dw, rows, dim, 1e-6f, dy2, wtypes[t], act2, NULL, &e) == QR_OK);
+                    REQUIRE(qr_cuda_add_rmsnorm_quant(dx, dx2, ds2, dw, rows, dim, 1e-6f, dy2, wtypes[t], act2, true, NULL, &e) == QR_OK);
                 } else {
                     const qr_glu_kind kind = variant == 2 ? QR_GLU_SILU : QR_GLU_GELU_TANH;
                     REQUIRE(qr_cuda_glu(kind, dx, dx2, dy, n, NULL, &e) == QR_OK);
-                    REQUIRE(qr_cuda_glu_quant(kind, dx, dx2, dy2, rows, dim, wtypes[t], act2, NULL, &e) == QR_OK);
+                    REQUIRE(qr_cuda_glu_quant(kind, dx, dx2, dy2, rows, dim, wtypes[t], act2, true, NULL, &e) == QR_OK);
                 }
-                REQUIRE(qr_cuda_quantize_act(wtypes[t], dy, dim, rows, act, NULL, &e) == QR_OK);
+                REQUIRE(qr_cuda_quantize_act(wtypes[t], dy, dim, rows, act, false, NULL, &e) == QR_OK);
                 float *y = download(dy, n), *y2 = download(dy2, n);
                 uint8_t *a = malloc(ab), *a2 = malloc(ab);
                 REQUIRE(a && a2);
@@ -291,7 +291,7 @@ static void test_rope(qr_backend *cpu) {
         for (int r = 0; r < rows; r++) cell[r] = (int32_t)(rows - 1 - r);
         int32_t *dcell = dev_copy(cell, sizeof cell);
         float *kc = dev_poisoned(n), *vc = dev_poisoned(n);
-        REQUIRE(qr_cuda_rope_store(dq, dk, dv, rows, nh, nh, hd, hd, dpos, &a, 0.125f, dcell, kc, vc, true, NULL, &e) ==
+        REQUIRE(qr_cuda_rope_store(dq, dk, dv, rows, nh, nh, hd, hd, dpos, &a, 0.125f, dcell, kc, vc, true, true, NULL, &e) ==
                 QR_OK);
         a.freq_factors = ff;
         cpu->ops->rope(cpu, q0, rows, nh, hd, pos, &a);
@@ -346,7 +346,7 @@ static void test_attention_case(qr_backend *cpu, int n_head, int n_head_kv, int 
     REQUIRE(qr_cuda_memset(cnt, 0, (size_t)(n_rows * n_head) * sizeof *cnt, &e) == QR_OK);
     qr_attn_args d = a;
     d.q = dq, d.k = dk, d.v = dv, d.cells = dcells, d.cells_off = doff, d.out = dout;
-    REQUIRE(qr_cuda_attention(&d, n_split, part, cnt, NULL, &e) == QR_OK);
+    REQUIRE(qr_cuda_attention(&d, n_split, part, cnt, true, NULL, &e) == QR_OK);
     float *got = download(dout, nout);
     /* The counters are zero again, and a second call gives the same bits. */
     unsigned *hc = malloc((size_t)(n_rows * n_head) * sizeof *hc);
@@ -354,7 +354,7 @@ static void test_attention_case(qr_backend *cpu, int n_head, int n_head_kv, int 
     int nonzero = 0;
     for (int i = 0; i < n_rows * n_head; i++) nonzero += hc[i] != 0;
     CHECK_MSG(nonzero == 0, "attention: %d counters left non-zero", nonzero);
-    REQUIRE(qr_cuda_attention(&d, n_split, part, cnt, NULL, &e) == QR_OK);
+    REQUIRE(qr_cuda_attention(&d, n_split, part, cnt, true, NULL, &e) == QR_OK);
     float *again = download(dout, nout);
     CHECK_MSG(memcmp(again, got, (size_t)nout * 4) == 0, "attention: a second call differs");
     free(hc), free(again);
@@ -377,9 +377,9 @@ static void test_attention(qr_backend *cpu) {
     qr_error e;
     qr_attn_args bad = {0};
     bad.n_head = 4, bad.n_head_kv = 3, bad.head_dim_k = bad.head_dim_v = 64, bad.n_rows = 1;
-    CHECK(qr_cuda_attention(&bad, 1, NULL, NULL, NULL, &e) == QR_ERR);
+    CHECK(qr_cuda_attention(&bad, 1, NULL, NULL, false, NULL, &e) == QR_ERR);
     bad.n_head_kv = 4, bad.head_dim_k = 512;
-    CHECK(qr_cuda_attention(&bad, 1, NULL, NULL, NULL, &e) == QR_ERR);
+    CHECK(qr_cuda_attention(&bad, 1, NULL, NULL, false, NULL, &e) == QR_ERR);
 }
 
 /* The tensor-core prompt kernel against the CPU op: one sequence whose positions p0 ..

@@ -433,7 +433,7 @@ int matmul_x(qr_cuda_forward *f, const qr_cuda_matrix *w, const float *bias, con
     qr_cuda_act_layout L;
     if (use_gemv_q8(f, w, rows, &L)) {
         const bool have = reuse_x && f->xr_vt == L.vt && f->xr_cols == w->cols && f->xr_rows == rows;
-        if (!have && qr_cuda_quantize_act(w->type, x, w->cols, rows, f->xr, f->s, err) != QR_OK) return QR_ERR;
+        if (!have && qr_cuda_quantize_act(w->type, x, w->cols, rows, f->xr, f->pdl, f->s, err) != QR_OK) return QR_ERR;
         f->xr_vt = L.vt;
         f->xr_cols = w->cols;
         f->xr_rows = rows;
@@ -505,7 +505,7 @@ int norm_for(qr_cuda_forward *f, const float *a, const float *b, float *sum, con
     const qr_hparams *hp = &f->m->desc.hp;
     void *act = act_for(f, next && next->cols == hp->n_embd ? next : NULL, rows);
     if (act)
-        return qr_cuda_add_rmsnorm_quant(a, b, sum, w, rows, hp->n_embd, f->m->desc.norm_eps, y, next->type, act, f->s,
+        return qr_cuda_add_rmsnorm_quant(a, b, sum, w, rows, hp->n_embd, f->m->desc.norm_eps, y, next->type, act, f->pdl, f->s,
                                          err);
     if (b) return qr_cuda_add_rmsnorm(a, b, sum, w, rows, hp->n_embd, f->m->desc.norm_eps, y, f->s, err);
     return qr_cuda_rmsnorm(a, w, rows, hp->n_embd, f->m->desc.norm_eps, y, f->s, err);
@@ -588,7 +588,7 @@ int qkv(qr_cuda_forward *f, const dev_layer *L, uint32_t il, int64_t R, bool swa
         const float qs = d->q_prescaled ? d->attn_scale : 1.0f;
         return qr_cuda_rope_store(q, k, out[2], R, (int)hp->n_head, (int)hp->n_head_kv, (int)hp->head_dim_k,
                                   (int)hp->head_dim_v, pos, &ra, qs, ix(f, swa ? IX_CELL_SWA : IX_CELL_FULL), L->kc,
-                                  L->vc, f->kv_f32, f->s, err);
+                                  L->vc, f->kv_f32, f->pdl, f->s, err);
     }
     if (R == 1 && k == q + w[0]) { /* one row of a stacked product: Q and K heads in one launch */
         if (qr_cuda_rope(q, 1, hp->n_head + hp->n_head_kv, hp->head_dim_k, pos, &ra, f->s, err) != QR_OK) return QR_ERR;
@@ -640,7 +640,7 @@ int attention_block(qr_cuda_forward *f, const qr_kv_cache *kv, uint32_t il, int6
     const bool tc = R > QR_CUDA_GEMV_MAX_COLS && f->prompt_runs && !f->batch_invariant &&
                     qr_cuda_attention_prefill_supported(&a) && f->tc_attention;
     if (tc ? qr_cuda_attention_prefill(&a, ix(f, IX_POS), f->s, err) != QR_OK
-           : qr_cuda_attention(&a, f->n_split, f->part, f->attn_counters, f->s, err) != QR_OK)
+           : qr_cuda_attention(&a, f->n_split, f->part, f->attn_counters, f->pdl, f->s, err) != QR_OK)
         return QR_ERR;
     if (observe(f, (int32_t)il, "attn", f->attn, R, (int64_t)hp->n_head * hp->head_dim_v, err) != QR_OK) return QR_ERR;
     if (matmul(f, L->wo, L->bo, f->attn, R, f->cur, err) != QR_OK) return QR_ERR;
@@ -679,7 +679,7 @@ int ffn_block(qr_cuda_forward *f, uint32_t il, int64_t R, bool normed_in, const 
     }
     const qr_glu_kind kind = d->act == QR_ACT_GELU_TANH ? QR_GLU_GELU_TANH : QR_GLU_SILU;
     void *act = act_for(f, L->down, R);
-    if (act ? qr_cuda_glu_quant(kind, gu[0], gu[1], f->gate, R, hp->n_ff, L->down->type, act, f->s, err) != QR_OK
+    if (act ? qr_cuda_glu_quant(kind, gu[0], gu[1], f->gate, R, hp->n_ff, L->down->type, act, f->pdl, f->s, err) != QR_OK
             : qr_cuda_glu(kind, gu[0], gu[1], f->gate, R * hp->n_ff, f->s, err) != QR_OK)
         return QR_ERR;
     if (observe(f, (int32_t)il, "ffn_act", f->gate, R, hp->n_ff, err) != QR_OK) return QR_ERR;

@@ -65,7 +65,8 @@ template <bool VEC>
 __global__ void __launch_bounds__(1024) rmsnorm_kernel(const float *a, const float *b, float *sum, const float *w,
                                                        int64_t dim, float eps, float *y, uint8_t *act,
                                                        qr_cuda_act_layout L) {
-    qr_pdl_trigger(); /* a GEMV after this may start fetching its weights (pdl.h) */
+    qr_pdl_wait(); /* a programmatic dependent (pdl.h): the kernel before is done from here on */
+    qr_pdl_trigger(); /* a GEMV after this may start fetching its weights */
     __shared__ float red[32];
     const int64_t base = blockIdx.x * dim;
     float s = 0.0f;
@@ -166,6 +167,8 @@ __global__ void rope_store_kernel(float *q, const float *k, const float *v, int6
                                   int hd, int hd_v, const int32_t *pos, int neox, int n_rot, float theta_scale,
                                   float freq_scale, const float *ff, float q_scale, const int32_t *cell, void *kc,
                                   void *vc) {
+    qr_pdl_wait();
+    qr_pdl_trigger();
     const int half = n_rot / 2;
     const int64_t nq = (int64_t)n_head * (half + hd - n_rot), nk = (int64_t)n_head_kv * hd, nv = (int64_t)n_head_kv * hd_v;
     const int64_t per_row = nq + nk + nv;
@@ -261,6 +264,7 @@ __global__ void glu_kernel(const float *gate, const float *up, float *out, int64
 template <qr_glu_kind K>
 __global__ void glu_quant_kernel(const float *gate, const float *up, float *out, int64_t n_rows, int64_t n,
                                  uint8_t *act, qr_cuda_act_layout L) {
+    qr_pdl_wait();
     qr_pdl_trigger();
     const int64_t per_row = n / L.block, gb = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
@@ -397,6 +401,8 @@ __device__ __forceinline__ void count_in_and_merge(const qr_attn_args &a, int n_
 template <bool F32>
 __global__ void __launch_bounds__(32 * kAttnWarps) attn_chunk_kernel(qr_attn_args a, int n_split, float *part,
                                                                      unsigned *counters) {
+    qr_pdl_wait();
+    qr_pdl_trigger();
     constexpr int DV = QR_CUDA_ATTN_MAX_HEAD_DIM / 32;
     __shared__ float qs[QR_CUDA_ATTN_MAX_HEAD_DIM];
     __shared__ float wm[kAttnWarps], wl[kAttnWarps], wacc[kAttnWarps][QR_CUDA_ATTN_MAX_HEAD_DIM];
@@ -509,7 +515,7 @@ extern "C" int qr_cuda_get_rows(const qr_cuda_matrix *w, const int32_t *ids, int
 }
 
 static int launch_rmsnorm(const float *a, const float *b, float *sum, const float *w, int64_t n_rows, int64_t dim,
-                          float eps, float *y, qr_type wtype, void *act, void *stream, qr_error *err) {
+                          float eps, float *y, qr_type wtype, void *act, bool pdl, void *stream, qr_error *err) {
     if (n_rows < 1) return QR_OK;
     qr_cuda_act_layout L;
     memset(&L, 0, sizeof L);
@@ -517,30 +523,26 @@ static int launch_rmsnorm(const float *a, const float *b, float *sum, const floa
     const bool vec = dim % 4 == 0 && ((uintptr_t)a | (uintptr_t)b | (uintptr_t)sum | (uintptr_t)w | (uintptr_t)y) % 16 == 0;
     int64_t t = ((vec ? dim / 4 : dim) + 31) / 32 * 32;
     t = t < 32 ? 32 : t > 1024 ? 1024 : t;
-    if (vec)
-        rmsnorm_kernel<true><<<(unsigned)n_rows, (unsigned)t, 0, QR_STREAM(stream)>>>(a, b, sum, w, dim, eps, y,
-                                                                                        (uint8_t *)act, L);
-    else
-        rmsnorm_kernel<false><<<(unsigned)n_rows, (unsigned)t, 0, QR_STREAM(stream)>>>(a, b, sum, w, dim, eps, y,
-                                                                                         (uint8_t *)act, L);
+    (void)qr_launch(pdl, vec ? rmsnorm_kernel<true> : rmsnorm_kernel<false>, dim3((unsigned)n_rows), dim3((unsigned)t),
+                    QR_STREAM(stream), a, b, sum, w, dim, eps, y, (uint8_t *)act, L);
     QR_CUDA_LAUNCHED("rmsnorm_kernel", err);
     return QR_OK;
 }
 
 extern "C" int qr_cuda_rmsnorm(const float *x, const float *w, int64_t n_rows, int64_t dim, float eps, float *y,
                                void *stream, qr_error *err) {
-    return launch_rmsnorm(x, NULL, NULL, w, n_rows, dim, eps, y, QR_TYPE_COUNT, NULL, stream, err);
+    return launch_rmsnorm(x, NULL, NULL, w, n_rows, dim, eps, y, QR_TYPE_COUNT, NULL, false, stream, err);
 }
 
 extern "C" int qr_cuda_add_rmsnorm(const float *a, const float *b, float *sum, const float *w, int64_t n_rows,
                                    int64_t dim, float eps, float *y, void *stream, qr_error *err) {
-    return launch_rmsnorm(a, b, sum, w, n_rows, dim, eps, y, QR_TYPE_COUNT, NULL, stream, err);
+    return launch_rmsnorm(a, b, sum, w, n_rows, dim, eps, y, QR_TYPE_COUNT, NULL, false, stream, err);
 }
 
 extern "C" int qr_cuda_add_rmsnorm_quant(const float *a, const float *b, float *sum, const float *w, int64_t n_rows,
-                                         int64_t dim, float eps, float *y, qr_type wtype, void *act, void *stream,
-                                         qr_error *err) {
-    return launch_rmsnorm(a, b, b ? sum : NULL, w, n_rows, dim, eps, y, wtype, act, stream, err);
+                                         int64_t dim, float eps, float *y, qr_type wtype, void *act, bool pdl,
+                                         void *stream, qr_error *err) {
+    return launch_rmsnorm(a, b, b ? sum : NULL, w, n_rows, dim, eps, y, wtype, act, pdl, stream, err);
 }
 
 extern "C" int qr_cuda_add(float *dst, const float *a, const float *b, int64_t n, void *stream, qr_error *err) {
@@ -595,22 +597,15 @@ extern "C" int qr_cuda_store_kv(const float *k, const float *v, int64_t n_rows, 
 extern "C" int qr_cuda_rope_store(float *q, const float *k, const float *v, int64_t n_rows, int n_head, int n_head_kv,
                                   int head_dim_k, int head_dim_v, const int32_t *pos, const qr_rope_args *a,
                                   float q_scale, const int32_t *cell, void *k_cache, void *v_cache, bool f32,
-                                  void *stream, qr_error *err) {
+                                  bool pdl, void *stream, qr_error *err) {
     const float theta_scale = powf(a->base, -2.0f / (float)a->n_rot);
     const int64_t per_row = (int64_t)n_head * (a->n_rot / 2 + head_dim_k - a->n_rot) +
                             (int64_t)n_head_kv * (head_dim_k + head_dim_v);
     const unsigned g = blocks_for(n_rows * per_row);
     const int neox = a->mode == QR_ROPE_MODE_NEOX;
-    if (f32)
-        rope_store_kernel<true><<<g, kThreads, 0, QR_STREAM(stream)>>>(q, k, v, n_rows, n_head, n_head_kv, head_dim_k,
-                                                                       head_dim_v, pos, neox, a->n_rot, theta_scale,
-                                                                       a->freq_scale, a->freq_factors, q_scale, cell,
-                                                                       k_cache, v_cache);
-    else
-        rope_store_kernel<false><<<g, kThreads, 0, QR_STREAM(stream)>>>(q, k, v, n_rows, n_head, n_head_kv, head_dim_k,
-                                                                        head_dim_v, pos, neox, a->n_rot, theta_scale,
-                                                                        a->freq_scale, a->freq_factors, q_scale, cell,
-                                                                        k_cache, v_cache);
+    (void)qr_launch(pdl, f32 ? rope_store_kernel<true> : rope_store_kernel<false>, dim3(g), dim3(kThreads),
+                    QR_STREAM(stream), q, k, v, n_rows, n_head, n_head_kv, head_dim_k, head_dim_v, pos, neox, a->n_rot,
+                    theta_scale, a->freq_scale, a->freq_factors, q_scale, cell, k_cache, v_cache);
     QR_CUDA_LAUNCHED("rope_store_kernel", err);
     return QR_OK;
 }
@@ -626,17 +621,14 @@ extern "C" int qr_cuda_glu(qr_glu_kind kind, const float *gate, const float *up,
 }
 
 extern "C" int qr_cuda_glu_quant(qr_glu_kind kind, const float *gate, const float *up, float *out, int64_t n_rows,
-                                 int64_t n, qr_type wtype, void *act, void *stream, qr_error *err) {
+                                 int64_t n, qr_type wtype, void *act, bool pdl, void *stream, qr_error *err) {
     qr_cuda_act_layout L;
     if (qr_cuda_act_q8_layout(wtype, n, &L, err) != QR_OK) return QR_ERR;
     if (n_rows < 1) return QR_OK;
     const int64_t warps = n_rows * (n / L.block), per_cta = kThreads / 32;
     const unsigned g = (unsigned)((warps + per_cta - 1) / per_cta);
-    if (kind == QR_GLU_SILU)
-        glu_quant_kernel<QR_GLU_SILU><<<g, kThreads, 0, QR_STREAM(stream)>>>(gate, up, out, n_rows, n, (uint8_t *)act, L);
-    else
-        glu_quant_kernel<QR_GLU_GELU_TANH><<<g, kThreads, 0, QR_STREAM(stream)>>>(gate, up, out, n_rows, n,
-                                                                                  (uint8_t *)act, L);
+    (void)qr_launch(pdl, kind == QR_GLU_SILU ? glu_quant_kernel<QR_GLU_SILU> : glu_quant_kernel<QR_GLU_GELU_TANH>,
+                    dim3(g), dim3(kThreads), QR_STREAM(stream), gate, up, out, n_rows, n, (uint8_t *)act, L);
     QR_CUDA_LAUNCHED("glu_quant_kernel", err);
     return QR_OK;
 }
@@ -680,8 +672,8 @@ extern "C" int64_t qr_cuda_attention_scratch(int64_t n_rows, int64_t n_head, int
     return n_rows * n_head * (int64_t)n_split * (head_dim_v + 2);
 }
 
-extern "C" int qr_cuda_attention(const qr_attn_args *a, int n_split, float *scratch, unsigned *counters, void *stream,
-                                 qr_error *err) {
+extern "C" int qr_cuda_attention(const qr_attn_args *a, int n_split, float *scratch, unsigned *counters, bool pdl,
+                                 void *stream, qr_error *err) {
     if (a->head_dim_k > QR_CUDA_ATTN_MAX_HEAD_DIM || a->head_dim_v > QR_CUDA_ATTN_MAX_HEAD_DIM)
         return qr_fail(err, "CUDA attention: head dimension %d/%d exceeds %d", a->head_dim_k, a->head_dim_v,
                        QR_CUDA_ATTN_MAX_HEAD_DIM);
@@ -690,10 +682,8 @@ extern "C" int qr_cuda_attention(const qr_attn_args *a, int n_split, float *scra
         return qr_fail(err, "CUDA attention: %d heads over %d KV heads", a->n_head, a->n_head_kv);
     if (a->n_rows < 1) return QR_OK;
     const dim3 g((unsigned)a->n_head, (unsigned)a->n_rows, (unsigned)n_split);
-    if (a->kv_f32)
-        attn_chunk_kernel<true><<<g, 32 * kAttnWarps, 0, QR_STREAM(stream)>>>(*a, n_split, scratch, counters);
-    else
-        attn_chunk_kernel<false><<<g, 32 * kAttnWarps, 0, QR_STREAM(stream)>>>(*a, n_split, scratch, counters);
+    (void)qr_launch(pdl, a->kv_f32 ? attn_chunk_kernel<true> : attn_chunk_kernel<false>, g, dim3(32 * kAttnWarps),
+                    QR_STREAM(stream), *a, n_split, scratch, counters);
     QR_CUDA_LAUNCHED("attn_chunk_kernel", err);
     return QR_OK;
 }

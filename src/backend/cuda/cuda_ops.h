@@ -38,7 +38,8 @@ int qr_cuda_add_rmsnorm(const float *a, const float *b, float *sum, const float 
  * would (gemv_q8.h's layout, the same bytes): the product then needs no quantization
  * launch. */
 int qr_cuda_add_rmsnorm_quant(const float *a, const float *b, float *sum, const float *w, int64_t n_rows,
-                              int64_t dim, float eps, float *y, qr_type wtype, void *act, void *stream, qr_error *err);
+                              int64_t dim, float eps, float *y, qr_type wtype, void *act, bool pdl, void *stream,
+                              qr_error *err);
 /* dst[i] = a[i] + b[i]. */
 int qr_cuda_add(float *dst, const float *a, const float *b, int64_t n, void *stream, qr_error *err);
 /* y[r][i] += bias[i] for r < n_rows, i < dim. */
@@ -56,7 +57,8 @@ int qr_cuda_rope(float *x, int64_t n_rows, int64_t n_head, int64_t head_dim, con
  * (k itself is left unrotated). q, k, v hold n_rows rows of their heads back to back. */
 int qr_cuda_rope_store(float *q, const float *k, const float *v, int64_t n_rows, int n_head, int n_head_kv,
                        int head_dim_k, int head_dim_v, const int32_t *pos, const qr_rope_args *a, float q_scale,
-                       const int32_t *cell, void *k_cache, void *v_cache, bool f32, void *stream, qr_error *err);
+                       const int32_t *cell, void *k_cache, void *v_cache, bool f32, bool pdl, void *stream,
+                       qr_error *err);
 /* Writes row r of k (sk floats) and v (sv floats) into cell cell[r] of the caches, as F16
  * (round to nearest even) or F32. */
 int qr_cuda_store_kv(const float *k, const float *v, int64_t n_rows, int64_t sk, int64_t sv,
@@ -68,7 +70,7 @@ int qr_cuda_glu(qr_glu_kind kind, const float *gate, const float *up, float *out
 /* qr_cuda_glu over n_rows rows of n, also writing each row quantized for a product with
  * weights of type wtype into act (as qr_cuda_add_rmsnorm_quant). */
 int qr_cuda_glu_quant(qr_glu_kind kind, const float *gate, const float *up, float *out, int64_t n_rows, int64_t n,
-                      qr_type wtype, void *act, void *stream, qr_error *err);
+                      qr_type wtype, void *act, bool pdl, void *stream, qr_error *err);
 /* dst[i] = src[idx[i]] for i < n_rows rows of dim floats (dst must not alias src). */
 int qr_cuda_gather_rows(float *dst, const float *src, const int32_t *idx, int64_t n_rows,
                         int64_t dim, void *stream, qr_error *err);
@@ -92,8 +94,8 @@ int64_t qr_cuda_attention_scratch(int64_t n_rows, int64_t n_head, int64_t head_d
  * the last CTA of each (row, head) to finish, in the same launch. counters: n_rows *
  * n_head zeroed words (each call leaves them zero again). n_split (1..64) must not depend
  * on the batch for results to be batch invariant. */
-int qr_cuda_attention(const qr_attn_args *a, int n_split, float *scratch, unsigned *counters, void *stream,
-                      qr_error *err);
+int qr_cuda_attention(const qr_attn_args *a, int n_split, float *scratch, unsigned *counters, bool pdl,
+                      void *stream, qr_error *err);
 
 /* Attention of a prompt batch on the tensor cores (attn_prefill.cu): as qr_cuda_attention,
  * for batches whose rows come in runs of QR_CUDA_ATTN_PREFILL_ROWS (the last may be shorter) that are each

@@ -459,18 +459,10 @@ gemv_q8_kernel(const uint8_t *__restrict__ w, size_t pitch, int64_t rows, int64_
 
 template <class F, int NC>
 void launch_q8_kernel(const qr_cuda_matrix *m, const Act &a, float *y, cudaStream_t s, bool pdl) {
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((unsigned)((m->rows + kWarps - 1) / kWarps));
-    cfg.blockDim = dim3(32 * kWarps);
-    cfg.stream = s;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = pdl ? 1 : 0;
+    const dim3 grid((unsigned)((m->rows + kWarps - 1) / kWarps));
     const bool small = NC <= 2 && m->rows <= QR_GEMV_SMALL_ROWS;
-    (void)cudaLaunchKernelEx(&cfg, small ? gemv_q8_kernel<F, NC, QR_GEMV_SMALL_MINB> : gemv_q8_kernel<F, NC, QR_GEMV_MIN_BLOCKS>,
-                             (const uint8_t *)m->data, m->pitch, m->rows, m->cols, a, y);
+    (void)qr_launch(pdl, small ? gemv_q8_kernel<F, NC, QR_GEMV_SMALL_MINB> : gemv_q8_kernel<F, NC, QR_GEMV_MIN_BLOCKS>,
+                    grid, dim3(32 * kWarps), s, (const uint8_t *)m->data, m->pitch, m->rows, m->cols, a, y);
 }
 
 template <int NC>

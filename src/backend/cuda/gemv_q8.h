@@ -45,9 +45,10 @@ bool qr_cuda_gemv_q8_supported(qr_type t);
 int qr_cuda_act_q8_layout(qr_type wtype, int64_t n, qr_cuda_act_layout *out, qr_error *err);
 
 /* Quantizes ncols columns of n floats (x_dev, column c at x_dev + c * n) into act_dev
- * (ncols * col_bytes bytes, 16-byte aligned) for weights of type wtype. */
-int qr_cuda_quantize_act(qr_type wtype, const float *x_dev, int64_t n, int64_t ncols, void *act_dev, void *stream,
-                         qr_error *err);
+ * (ncols * col_bytes bytes, 16-byte aligned) for weights of type wtype; pdl: launched as
+ * a programmatic dependent of the kernel before it (pdl.h). */
+int qr_cuda_quantize_act(qr_type wtype, const float *x_dev, int64_t n, int64_t ncols, void *act_dev, bool pdl,
+                         void *stream, qr_error *err);
 
 /* y_dev[c * rows + r] = W[r] . column c of the quantized activations, for c < ncols
  * (1..QR_CUDA_GEMV_MAX_COLS); act_dev as qr_cuda_quantize_act wrote it for m->type and

@@ -11,6 +11,8 @@
 #ifndef QR_BACKEND_CUDA_PDL_H
 #define QR_BACKEND_CUDA_PDL_H
 
+#include <cuda_runtime.h>
+
 __device__ __forceinline__ void qr_pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;" ::: "memory");
@@ -21,6 +23,26 @@ __device__ __forceinline__ void qr_pdl_trigger() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.launch_dependents;" :::);
 #endif
+}
+
+/* kernel<<<grid, block, 0, s>>>(args...), as a programmatic dependent of the kernel before
+ * it in the stream when pdl is set. Such a kernel must qr_pdl_wait() before it touches
+ * memory an earlier kernel writes or reads; the decode path's small kernels (RMSNorm,
+ * RoPE + KV store, attention, quantization, GLU) wait first thing, so only their launch
+ * and CTA start-up overlap the kernel before them, and call qr_pdl_trigger() next so the
+ * kernel after them may start as early. */
+template <typename... KArgs, typename... Args>
+cudaError_t qr_launch(bool pdl, void (*kernel)(KArgs...), dim3 grid, dim3 block, cudaStream_t s, Args... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kernel, args...);
 }
 
 #endif

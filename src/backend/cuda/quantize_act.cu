@@ -24,7 +24,8 @@ size_t align16(size_t v) { return (v + 15) & ~(size_t)15; }
 template <bool Q81>
 __global__ void quant_q8_32_kernel(const float *__restrict__ x, int64_t n, int64_t n_blocks,
                                    qr_cuda_act_layout L, uint8_t *__restrict__ out) {
-    qr_pdl_trigger(); /* the GEMV reading out may start fetching its weights (pdl.h) */
+    qr_pdl_wait(); /* a programmatic dependent (pdl.h): the kernel before is done from here on */
+    qr_pdl_trigger(); /* the GEMV reading out may start fetching its weights */
     const int64_t gb = (int64_t)blockIdx.x * kWarps + threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
     if (gb >= n_blocks) return;
@@ -35,6 +36,7 @@ __global__ void quant_q8_32_kernel(const float *__restrict__ x, int64_t n, int64
 /* One warp per (column, 256-element block), elements lane + 32j (qr_quant_q8_k_block). */
 __global__ void quant_q8_k_kernel(const float *__restrict__ x, int64_t n, int64_t n_blocks, qr_cuda_act_layout L,
                                   uint8_t *__restrict__ out) {
+    qr_pdl_wait();
     qr_pdl_trigger();
     const int64_t gb = (int64_t)blockIdx.x * kWarps + threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
@@ -79,7 +81,7 @@ extern "C" int qr_cuda_act_q8_layout(qr_type wtype, int64_t n, qr_cuda_act_layou
 }
 
 extern "C" int qr_cuda_quantize_act(qr_type wtype, const float *x_dev, int64_t n, int64_t ncols, void *act_dev,
-                                    void *stream, qr_error *err) {
+                                    bool pdl, void *stream, qr_error *err) {
     qr_cuda_act_layout L;
     if (qr_cuda_act_q8_layout(wtype, n, &L, err) != QR_OK) return QR_ERR;
     if (ncols < 1) return QR_OK;
@@ -88,10 +90,11 @@ extern "C" int qr_cuda_quantize_act(qr_type wtype, const float *x_dev, int64_t n
     const unsigned grid = (unsigned)((nblk + kWarps - 1) / kWarps);
     cudaStream_t s = (cudaStream_t)stream;
     uint8_t *out = (uint8_t *)act_dev;
+    const dim3 g(grid), b(32 * kWarps);
     switch (L.vt) {
-    case QR_TYPE_Q8_0: quant_q8_32_kernel<false><<<grid, 32 * kWarps, 0, s>>>(x_dev, n, nblk, L, out); break;
-    case QR_TYPE_Q8_1: quant_q8_32_kernel<true><<<grid, 32 * kWarps, 0, s>>>(x_dev, n, nblk, L, out); break;
-    default: quant_q8_k_kernel<<<grid, 32 * kWarps, 0, s>>>(x_dev, n, nblk, L, out); break;
+    case QR_TYPE_Q8_0: (void)qr_launch(pdl, quant_q8_32_kernel<false>, g, b, s, x_dev, n, nblk, L, out); break;
+    case QR_TYPE_Q8_1: (void)qr_launch(pdl, quant_q8_32_kernel<true>, g, b, s, x_dev, n, nblk, L, out); break;
+    default: (void)qr_launch(pdl, quant_q8_k_kernel, g, b, s, x_dev, n, nblk, L, out); break;
     }
     QR_CUDA_LAUNCHED("the activation quantization kernel", err);
     return QR_OK;
