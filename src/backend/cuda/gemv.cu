@@ -408,61 +408,87 @@ namespace {
 
 using namespace qr_q8;
 
-/* One warp per row, as gemv_block_kernel: tiles of TB blocks fetched with coalesced
- * 16-byte loads into shared memory (the next tile in flight while this one is used),
- * then lane l takes items l, l + 32, ... of the tile in that fixed order. Launched as a
- * programmatic dependent (pdl.h), the first tile's loads are issued before waiting for
- * the kernel that wrote the activations. */
-template <class F, int NC, int MINB>
+/* NR rows per warp, NR * kWarps per CTA. Each row is walked in tiles of TB blocks fetched
+ * with coalesced 16-byte loads into shared memory (the next tiles in flight while these
+ * are used), then lane l takes items l, l + 32, ... of the tiles in that fixed order;
+ * an item's activations are loaded once for the NR rows (dot<NC, NR>), which halves the
+ * L1 traffic per weight byte of the 4-bit formats at NR = 2 and puts two rows' loads in
+ * flight per warp. A row's float operations are those of NR = 1, so results do not
+ * depend on NR. Launched as a programmatic dependent (pdl.h), the first tiles' loads are
+ * issued before waiting for the kernel that wrote the activations. */
+template <class F, int NC, int MINB, int NR>
 __global__ void __launch_bounds__(32 * kWarps, NC <= 2 ? MINB : 3)
 gemv_q8_kernel(const uint8_t *__restrict__ w, size_t pitch, int64_t rows, int64_t cols, Act a,
                float *__restrict__ y) {
     using Stream = TileStream<F::TS, F::TB>;
-    constexpr int ITEMS = F::TB * F::IPB;
+    constexpr int ITEMS = F::TB * F::IPB, SLOT = Stream::CHUNKS + 1; /* + 1: ld_words_a2 reads a word past a block */
     static_assert(F::TB * F::TS % 16 == 0 && ITEMS % 32 == 0, "tile shape");
-    __shared__ uint4 stage[kWarps][Stream::CHUNKS + 1]; /* + 1: ld_words_a2 reads a word past a block */
+    __shared__ uint4 stage[kWarps][NR * SLOT];
     qr_pdl_trigger();
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int64_t r = (int64_t)blockIdx.x * kWarps + warp;
-    if (r >= rows) return;
-    const uint8_t *row = w + (size_t)r * pitch;
+    const int64_t r0 = ((int64_t)blockIdx.x * kWarps + warp) * NR;
+    if (r0 >= rows) return;
     const int64_t nb = cols / F::QK;
-    const uint8_t *tile = (const uint8_t *)stage[warp];
-    float acc[NC];
+    float acc[NR * NC];
 #pragma unroll
-    for (int c = 0; c < NC; c++) acc[c] = 0.0f;
+    for (int i = 0; i < NR * NC; i++) acc[i] = 0.0f;
 
-    Stream ts;
-    ts.row = row, ts.nb = nb, ts.lane = lane;
-    ts.fetch(0);
+    Stream ts[NR];
+    const uint8_t *tile[NR];
+#pragma unroll
+    for (int r = 0; r < NR; r++) { /* a missing last row repeats the one before, unstored */
+        ts[r].row = w + (size_t)min(r0 + r, rows - 1) * pitch, ts[r].nb = nb, ts[r].lane = lane;
+        ts[r].fetch(0);
+        tile[r] = (const uint8_t *)(stage[warp] + r * SLOT);
+    }
     qr_pdl_wait(); /* the activations (and y's previous readers) are done from here on */
     asm volatile("" : "+l"(a.base)); /* no activation load can be moved above the wait */
     for (int64_t b0 = 0; b0 < nb; b0 += F::TB) {
-        ts.park(stage[warp]);
+#pragma unroll
+        for (int r = 0; r < NR; r++) ts[r].park(stage[warp] + r * SLOT);
         __syncwarp();
-        if (b0 + F::TB < nb) ts.fetch(b0 + F::TB);
+        if (b0 + F::TB < nb) {
+#pragma unroll
+            for (int r = 0; r < NR; r++) ts[r].fetch(b0 + F::TB);
+        }
         const int nit = (int)min((int64_t)F::TB, nb - b0) * F::IPB;
+        const uint8_t *blk[NR];
         if (nit == ITEMS) {
 #pragma unroll
             for (int k = 0; k < ITEMS / 32; k++) {
                 const int it = lane + 32 * k;
-                F::template dot<NC>(tile + (it / F::IPB) * F::TS, it % F::IPB, b0 + it / F::IPB, a, acc);
+#pragma unroll
+                for (int r = 0; r < NR; r++) blk[r] = tile[r] + (it / F::IPB) * F::TS;
+                F::template dot<NC, NR>(blk, it % F::IPB, b0 + it / F::IPB, a, acc);
             }
         } else {
-            for (int it = lane; it < nit; it += 32)
-                F::template dot<NC>(tile + (it / F::IPB) * F::TS, it % F::IPB, b0 + it / F::IPB, a, acc);
+            for (int it = lane; it < nit; it += 32) {
+#pragma unroll
+                for (int r = 0; r < NR; r++) blk[r] = tile[r] + (it / F::IPB) * F::TS;
+                F::template dot<NC, NR>(blk, it % F::IPB, b0 + it / F::IPB, a, acc);
+            }
         }
         __syncwarp();
     }
-    warp_store<NC>(acc, y, rows, r, lane);
+#pragma unroll
+    for (int r = 0; r < NR; r++)
+        if (r0 + r < rows) warp_store<NC>(acc + r * NC, y, rows, r0 + r, lane);
 }
 
 template <class F, int NC>
 void launch_q8_kernel(const qr_cuda_matrix *m, const Act &a, float *y, cudaStream_t s, bool pdl) {
-    const dim3 grid((unsigned)((m->rows + kWarps - 1) / kWarps));
-    const bool small = NC <= 2 && m->rows <= QR_GEMV_SMALL_ROWS;
-    (void)qr_launch(pdl, small ? gemv_q8_kernel<F, NC, QR_GEMV_SMALL_MINB> : gemv_q8_kernel<F, NC, QR_GEMV_MIN_BLOCKS>,
-                    grid, dim3(32 * kWarps), s, (const uint8_t *)m->data, m->pitch, m->rows, m->cols, a, y);
+    constexpr int NR = NC <= 2 ? F::ROWS : 1; /* the server's wider steps keep one row a warp: registers */
+    const dim3 grid((unsigned)((m->rows + kWarps * NR - 1) / (kWarps * NR))), block(32 * kWarps);
+    const uint8_t *w = (const uint8_t *)m->data;
+    if constexpr (NR > 1) { /* two rows a warp need the small products' registers (no spills) */
+        (void)qr_launch(pdl, gemv_q8_kernel<F, NC, QR_GEMV_SMALL_MINB, NR>, grid, block, s, w, m->pitch, m->rows,
+                        m->cols, a, y);
+    } else {
+        const bool small = NC <= 2 && m->rows <= QR_GEMV_SMALL_ROWS;
+        (void)qr_launch(pdl,
+                        small ? gemv_q8_kernel<F, NC, QR_GEMV_SMALL_MINB, 1> : gemv_q8_kernel<F, NC, QR_GEMV_MIN_BLOCKS, 1>,
+                        grid, block, s, w, m->pitch, m->rows, m->cols, a, y);
+    }
 }
 
 template <int NC>
