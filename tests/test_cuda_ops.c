@@ -173,7 +173,7 @@ static void test_rmsnorm_glu(qr_backend *cpu) {
         float *dsum = dev_poisoned(n);
         for (int64_t i = 0; i < n; i++) sum[i] = x[i] + x2[i];
         cpu->ops->rmsnorm(cpu, sum, w, rows, dim, 1e-6f, ref);
-        REQUIRE(qr_cuda_add_rmsnorm(dx, dx2, dsum, dw, rows, dim, 1e-6f, dy, NULL, &e) == QR_OK);
+        REQUIRE(qr_cuda_add_rmsnorm(dx, dx2, dsum, dw, rows, dim, 1e-6f, dy, true, NULL, &e) == QR_OK);
         got = download(dy, n);
         float *gsum = download(dsum, n);
         CHECK_MSG(memcmp(gsum, sum, (size_t)n * 4) == 0, "add_rmsnorm dim %lld: the sum differs", (long long)dim);
@@ -184,7 +184,7 @@ static void test_rmsnorm_glu(qr_backend *cpu) {
         for (int kind = 0; kind < 2; kind++) {
             float *g = rand_floats(n, 4.0f), *dg = dev_copy(g, (size_t)n * 4);
             cpu->ops->glu(cpu, (qr_glu_kind)kind, g, x, ref, n);
-            REQUIRE(qr_cuda_glu((qr_glu_kind)kind, dg, dx, dy, n, NULL, &e) == QR_OK);
+            REQUIRE(qr_cuda_glu((qr_glu_kind)kind, dg, dx, dy, n, true, NULL, &e) == QR_OK);
             got = download(dy, n);
             const double eg = qr_rel_l2(got, ref, n);
             CHECK_MSG(eg < 1e-5, "glu %s n %lld: relative error %.3g", kind ? "gelu" : "silu", (long long)n, eg);
@@ -221,11 +221,11 @@ static void test_fused_quant(void) {
                     REQUIRE(qr_cuda_rmsnorm(dx, dw, rows, dim, 1e-6f, dy, NULL, &e) == QR_OK);
                     REQUIRE(qr_cuda_add_rmsnorm_quant(dx, NULL, NULL, dw, rows, dim, 1e-6f, dy2, wtypes[t], act2, true, NULL, &e) == QR_OK);
                 } else if (variant == 1) {
-                    REQUIRE(qr_cuda_add_rmsnorm(dx, dx2, ds, dw, rows, dim, 1e-6f, dy, NULL, &e) == QR_OK);
+                    REQUIRE(qr_cuda_add_rmsnorm(dx, dx2, ds, dw, rows, dim, 1e-6f, dy, false, NULL, &e) == QR_OK);
                     REQUIRE(qr_cuda_add_rmsnorm_quant(dx, dx2, ds2, dw, rows, dim, 1e-6f, dy2, wtypes[t], act2, true, NULL, &e) == QR_OK);
                 } else {
                     const qr_glu_kind kind = variant == 2 ? QR_GLU_SILU : QR_GLU_GELU_TANH;
-                    REQUIRE(qr_cuda_glu(kind, dx, dx2, dy, n, NULL, &e) == QR_OK);
+                    REQUIRE(qr_cuda_glu(kind, dx, dx2, dy, n, false, NULL, &e) == QR_OK);
                     REQUIRE(qr_cuda_glu_quant(kind, dx, dx2, dy2, rows, dim, wtypes[t], act2, true, NULL, &e) == QR_OK);
                 }
                 REQUIRE(qr_cuda_quantize_act(wtypes[t], dy, dim, rows, act, false, NULL, &e) == QR_OK);

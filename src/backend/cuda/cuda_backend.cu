@@ -151,5 +151,5 @@ extern "C" int qr_cuda_gemv(const qr_cuda_matrix *m, const float *x_dev, float *
                        QR_CUDA_GEMV_MAX_COLS);
     if (((uintptr_t)x_dev & 15) != 0)
         return qr_fail(err, "qr_cuda_gemv: x is not 16-byte aligned");
-    return qr_cuda_gemv_launch(m, x_dev, y_dev, ncols, (cudaStream_t)stream, err);
+    return qr_cuda_gemv_launch(m, x_dev, y_dev, ncols, false, (cudaStream_t)stream, err);
 }

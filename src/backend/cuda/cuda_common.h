@@ -48,7 +48,8 @@ struct qr_cuda_matrix {
 int qr_cuda_dequant_launch(const qr_cuda_matrix *m, void *dst, bool to_f16, cudaStream_t s,
                            qr_error *err);
 /* gemv.cu */
-int qr_cuda_gemv_launch(const qr_cuda_matrix *m, const float *x, float *y, int ncols,
+/* pdl: F32/F16/BF16 weights' GEMV launched as a programmatic dependent (pdl.h) */
+int qr_cuda_gemv_launch(const qr_cuda_matrix *m, const float *x, float *y, int ncols, bool pdl,
                         cudaStream_t s, qr_error *err);
 
 #endif

@@ -460,7 +460,7 @@ int matmul_x(qr_cuda_forward *f, const qr_cuda_matrix *w, const float *bias, con
     } else {
         for (int64_t r0 = 0; r0 < rows; r0 += QR_CUDA_GEMV_MAX_COLS) {
             const int64_t nc = rows - r0 < QR_CUDA_GEMV_MAX_COLS ? rows - r0 : QR_CUDA_GEMV_MAX_COLS;
-            if (qr_cuda_gemv_launch(w, x + r0 * w->cols, y + r0 * w->rows, (int)nc, f->s, err) != QR_OK)
+            if (qr_cuda_gemv_launch(w, x + r0 * w->cols, y + r0 * w->rows, (int)nc, f->pdl, f->s, err) != QR_OK)
                 return QR_ERR;
         }
     }
@@ -507,7 +507,7 @@ int norm_for(qr_cuda_forward *f, const float *a, const float *b, float *sum, con
     if (act)
         return qr_cuda_add_rmsnorm_quant(a, b, sum, w, rows, hp->n_embd, f->m->desc.norm_eps, y, next->type, act, f->pdl, f->s,
                                          err);
-    if (b) return qr_cuda_add_rmsnorm(a, b, sum, w, rows, hp->n_embd, f->m->desc.norm_eps, y, f->s, err);
+    if (b) return qr_cuda_add_rmsnorm(a, b, sum, w, rows, hp->n_embd, f->m->desc.norm_eps, y, f->pdl, f->s, err);
     return qr_cuda_rmsnorm(a, w, rows, hp->n_embd, f->m->desc.norm_eps, y, f->s, err);
 }
 
@@ -680,7 +680,7 @@ int ffn_block(qr_cuda_forward *f, uint32_t il, int64_t R, bool normed_in, const 
     const qr_glu_kind kind = d->act == QR_ACT_GELU_TANH ? QR_GLU_GELU_TANH : QR_GLU_SILU;
     void *act = act_for(f, L->down, R);
     if (act ? qr_cuda_glu_quant(kind, gu[0], gu[1], f->gate, R, hp->n_ff, L->down->type, act, f->pdl, f->s, err) != QR_OK
-            : qr_cuda_glu(kind, gu[0], gu[1], f->gate, R * hp->n_ff, f->s, err) != QR_OK)
+            : qr_cuda_glu(kind, gu[0], gu[1], f->gate, R * hp->n_ff, f->pdl, f->s, err) != QR_OK)
         return QR_ERR;
     if (observe(f, (int32_t)il, "ffn_act", f->gate, R, hp->n_ff, err) != QR_OK) return QR_ERR;
     if (matmul_same_x(f, L->down, L->b_down, f->gate, R, f->cur, err) != QR_OK) return QR_ERR;

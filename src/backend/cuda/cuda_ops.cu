@@ -256,6 +256,8 @@ __device__ __forceinline__ float glu_value(float x, float up) {
 
 template <qr_glu_kind K>
 __global__ void glu_kernel(const float *gate, const float *up, float *out, int64_t n) {
+    qr_pdl_wait();
+    qr_pdl_trigger();
     QR_GRID_STRIDE(i, n) out[i] = glu_value<K>(gate[i], up[i]);
 }
 
@@ -535,8 +537,8 @@ extern "C" int qr_cuda_rmsnorm(const float *x, const float *w, int64_t n_rows, i
 }
 
 extern "C" int qr_cuda_add_rmsnorm(const float *a, const float *b, float *sum, const float *w, int64_t n_rows,
-                                   int64_t dim, float eps, float *y, void *stream, qr_error *err) {
-    return launch_rmsnorm(a, b, sum, w, n_rows, dim, eps, y, QR_TYPE_COUNT, NULL, false, stream, err);
+                                   int64_t dim, float eps, float *y, bool pdl, void *stream, qr_error *err) {
+    return launch_rmsnorm(a, b, sum, w, n_rows, dim, eps, y, QR_TYPE_COUNT, NULL, pdl, stream, err);
 }
 
 extern "C" int qr_cuda_add_rmsnorm_quant(const float *a, const float *b, float *sum, const float *w, int64_t n_rows,
@@ -610,12 +612,10 @@ extern "C" int qr_cuda_rope_store(float *q, const float *k, const float *v, int6
     return QR_OK;
 }
 
-extern "C" int qr_cuda_glu(qr_glu_kind kind, const float *gate, const float *up, float *out, int64_t n,
+extern "C" int qr_cuda_glu(qr_glu_kind kind, const float *gate, const float *up, float *out, int64_t n, bool pdl,
                            void *stream, qr_error *err) {
-    if (kind == QR_GLU_SILU)
-        glu_kernel<QR_GLU_SILU><<<blocks_for(n), kThreads, 0, QR_STREAM(stream)>>>(gate, up, out, n);
-    else
-        glu_kernel<QR_GLU_GELU_TANH><<<blocks_for(n), kThreads, 0, QR_STREAM(stream)>>>(gate, up, out, n);
+    (void)qr_launch(pdl, kind == QR_GLU_SILU ? glu_kernel<QR_GLU_SILU> : glu_kernel<QR_GLU_GELU_TANH>,
+                    dim3(blocks_for(n)), dim3(kThreads), QR_STREAM(stream), gate, up, out, n);
     QR_CUDA_LAUNCHED("glu_kernel", err);
     return QR_OK;
 }

@@ -32,7 +32,7 @@ int qr_cuda_rmsnorm(const float *x, const float *w, int64_t n_rows, int64_t dim,
 /* sum = a + b (rows of dim), then y = rmsnorm(sum) * w (w may be NULL); y must not alias
  * b or sum (it may alias a). The residual add of a block fused with the next block's norm. */
 int qr_cuda_add_rmsnorm(const float *a, const float *b, float *sum, const float *w, int64_t n_rows, int64_t dim,
-                        float eps, float *y, void *stream, qr_error *err);
+                        float eps, float *y, bool pdl, void *stream, qr_error *err);
 /* qr_cuda_add_rmsnorm (b and sum NULL: qr_cuda_rmsnorm) that also writes each row of y
  * quantized for a product with weights of type wtype into act, as qr_cuda_quantize_act
  * would (gemv_q8.h's layout, the same bytes): the product then needs no quantization
@@ -65,7 +65,7 @@ int qr_cuda_store_kv(const float *k, const float *v, int64_t n_rows, int64_t sk,
                      const int32_t *cell, void *k_cache, void *v_cache, bool f32, void *stream,
                      qr_error *err);
 /* out[i] = act(gate[i]) * up[i] over n_rows rows of n (out may alias gate). */
-int qr_cuda_glu(qr_glu_kind kind, const float *gate, const float *up, float *out, int64_t n,
+int qr_cuda_glu(qr_glu_kind kind, const float *gate, const float *up, float *out, int64_t n, bool pdl,
                 void *stream, qr_error *err);
 /* qr_cuda_glu over n_rows rows of n, also writing each row quantized for a product with
  * weights of type wtype into act (as qr_cuda_add_rmsnorm_quant). */

@@ -321,14 +321,23 @@ __device__ __forceinline__ void chunk_to_f(const uint4 &c, float *f) {
 
 template <qr_type T, int NC, bool VEC_X>
 __global__ void __launch_bounds__(32 * kWarps)
-gemv_float_kernel(const uint8_t *__restrict__ w, size_t pitch, int64_t rows, int64_t cols,
-                  const float *__restrict__ x, float *__restrict__ y) {
+gemv_float_kernel(const uint8_t *__restrict__ w, size_t pitch, int64_t rows, int64_t cols, const float *x,
+                  float *__restrict__ y) {
     constexpr int E = T == QR_TYPE_F32 ? 4 : 8, U = 4;
+    qr_pdl_trigger();
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int64_t r = (int64_t)blockIdx.x * kWarps + warp;
     if (r >= rows) return;
     const uint4 *row = (const uint4 *)(w + (size_t)r * pitch);
     const int64_t nfull = cols / E;
+    /* As a programmatic dependent (pdl.h): the first chunks head for L2 while the kernel
+     * writing x finishes; x is read only after the wait, with coherent loads (__ldg's
+     * read-only path promises data no running kernel writes). */
+#pragma unroll
+    for (int k = 0; k < U; k++)
+        if (lane + 32 * k < nfull) asm volatile("prefetch.global.L2 [%0];" ::"l"(row + lane + 32 * k));
+    qr_pdl_wait();
+    asm volatile("" : "+l"(x)); /* no x load can be moved above the wait */
     float acc[NC];
 #pragma unroll
     for (int c = 0; c < NC; c++) acc[c] = 0.0f;
@@ -352,7 +361,7 @@ gemv_float_kernel(const uint8_t *__restrict__ w, size_t pitch, int64_t rows, int
                 if (VEC_X) {
 #pragma unroll
                     for (int i = 0; i < E / 4; i++) {
-                        const float4 xv = __ldg((const float4 *)xc + i);
+                        const float4 xv = __ldca((const float4 *)xc + i);
                         s = fmaf(f[4 * i], xv.x, s);
                         s = fmaf(f[4 * i + 1], xv.y, s);
                         s = fmaf(f[4 * i + 2], xv.z, s);
@@ -360,7 +369,7 @@ gemv_float_kernel(const uint8_t *__restrict__ w, size_t pitch, int64_t rows, int
                     }
                 } else {
 #pragma unroll
-                    for (int i = 0; i < E; i++) s = fmaf(f[i], __ldg(xc + i), s);
+                    for (int i = 0; i < E; i++) s = fmaf(f[i], __ldca(xc + i), s);
                 }
                 acc[c] += s;
             }
@@ -371,7 +380,7 @@ gemv_float_kernel(const uint8_t *__restrict__ w, size_t pitch, int64_t rows, int
     if (e < cols) {
         const float f = qr_deq_elem(T, (const uint8_t *)row + e * (E == 4 ? 4 : 2), 0);
 #pragma unroll
-        for (int c = 0; c < NC; c++) acc[c] = fmaf(f, __ldg(x + c * cols + e), acc[c]);
+        for (int c = 0; c < NC; c++) acc[c] = fmaf(f, __ldca(x + c * cols + e), acc[c]);
     }
     warp_store<NC>(acc, y, rows, r, lane);
 }
@@ -516,6 +525,7 @@ struct Launch {
     const float *x;
     float *y;
     cudaStream_t s;
+    bool pdl; /* F32/F16/BF16 weights only (gemv_float_kernel waits); the block kernels never */
     dim3 grid() const { return dim3((unsigned)((m->rows + kWarps - 1) / kWarps)); }
 };
 
@@ -525,9 +535,9 @@ void launch_nc(const Launch &L) {
     const dim3 g = L.grid(), b(32 * kWarps);
     const bool vec = m->cols % 4 == 0;
 #define QR_BLOCK(F) gemv_block_kernel<F, NC><<<g, b, 0, L.s>>>(m->data, m->pitch, m->rows, m->cols, L.x, L.y)
-#define QR_FLOAT(T)                                                                               \
-    (vec ? gemv_float_kernel<T, NC, true><<<g, b, 0, L.s>>>(m->data, m->pitch, m->rows, m->cols, L.x, L.y) \
-         : gemv_float_kernel<T, NC, false><<<g, b, 0, L.s>>>(m->data, m->pitch, m->rows, m->cols, L.x, L.y))
+#define QR_FLOAT(T)                                                                                           \
+    (void)qr_launch(L.pdl, vec ? gemv_float_kernel<T, NC, true> : gemv_float_kernel<T, NC, false>, g, b, L.s, \
+                    (const uint8_t *)m->data, m->pitch, m->rows, m->cols, L.x, L.y)
     switch (m->type) {
     case QR_TYPE_Q4_0: QR_BLOCK(FmtQ4_0); break;
     case QR_TYPE_Q8_0: QR_BLOCK(FmtQ8_0); break;
@@ -549,9 +559,9 @@ void launch_nc(const Launch &L) {
 
 } // namespace
 
-int qr_cuda_gemv_launch(const qr_cuda_matrix *m, const float *x, float *y, int ncols,
+int qr_cuda_gemv_launch(const qr_cuda_matrix *m, const float *x, float *y, int ncols, bool pdl,
                         cudaStream_t s, qr_error *err) {
-    const Launch L = {m, x, y, s};
+    const Launch L = {m, x, y, s, pdl};
     switch (ncols) {
     case 1: launch_nc<1>(L); break;
     case 2: launch_nc<2>(L); break;
