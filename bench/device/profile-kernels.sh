@@ -42,7 +42,9 @@ tot = collections.Counter(); cnt = collections.Counter()
 for r in rows[1:]:
     try: val = float(r[v].replace(",", ""))
     except ValueError: continue
-    scale = {"nsecond": 1e-3, "usecond": 1, "msecond": 1e3}.get(r[u], 1)
+    # ncu spells units "nsecond" in some versions and "ns" in others (13.0: "ns")
+    scale = {"nsecond": 1e-3, "ns": 1e-3, "usecond": 1, "us": 1, "msecond": 1e3, "ms": 1e3}.get(r[u])
+    if scale is None: sys.exit(f"unknown time unit {r[u]!r}")
     name = r[k].split("(")[0][:90]
     tot[name] += val * scale; cnt[name] += 1
 s = sum(tot.values())
