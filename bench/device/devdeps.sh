@@ -27,6 +27,9 @@ fi
 export QUARREL_SHARED
 if [ -n "${OUT:-}" ]; then
   { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv; nvcc --version | tail -2; } | tee "$OUT/device.txt"
-  qr_commit=$(git -C "$ROOT" rev-parse --verify -q HEAD 2>/dev/null) || qr_commit="unknown (no git history here)"
+  # Only ROOT's own history: a copy without .git would otherwise report whatever repository
+  # encloses it (a device run once printed a stale commit that way).
+  qr_commit="unknown (no git history here)"
+  [ -e "$ROOT/.git" ] && qr_commit=$(git -C "$ROOT" rev-parse --verify -q HEAD 2>/dev/null)
   echo "commit: $qr_commit" | tee -a "$OUT/device.txt"
 fi
