@@ -295,26 +295,48 @@ def flood_request(port, n):
     return r.status, r.getheader('Retry-After'), r.read().decode()
 
 
-def test_priority(port, n):
+def test_priority(srv, n):
     """One slot: while a long request runs, a low-priority request queues, then a
-    high-priority one; the high one must be admitted (and finish) first."""
-    done = []
+    high-priority one; the high one must be admitted (and finish) first. The requests are
+    sent in step with the server's gauges (the long one running, then one queued, then
+    two), not on timers: on a loaded machine a timer once let the high one arrive before
+    the long one was admitted. If the long one ends before both are queued, the scenario
+    is run again (three tries)."""
+    import http.client
 
-    def send(priority, tokens, delay):
-        time.sleep(delay)
-        import http.client
-        c = http.client.HTTPConnection('127.0.0.1', port, timeout=600)
+    def send(priority, tokens, done):
+        c = http.client.HTTPConnection('127.0.0.1', srv.port, timeout=600)
         c.request('POST', '/v1/completions', body=json.dumps(
             {'prompt': 'The cat', 'max_tokens': tokens, 'temperature': 0, 'priority': priority,
              'logit_bias': EOS_BAN}), headers={'Content-Type': 'application/json'})
         status = c.getresponse().status
         done.append((priority, status))
 
-    with cf.ThreadPoolExecutor(3) as ex:
-        # The low one is long, so whichever is admitted first also finishes first by far.
-        futs = [ex.submit(send, 0, n * 4, 0), ex.submit(send, 1, 96, 0.1), ex.submit(send, 9, 4, 0.2)]
-        for f in futs:
-            f.result()
+    def wait_for(cond, done, n_done):
+        """Polls /metrics until cond holds (True) or n_done requests have answered (False)."""
+        deadline = time.time() + 60
+        while time.time() < deadline and len(done) < n_done:
+            if cond(srv.metrics()):
+                return True
+            time.sleep(0.005)
+        return False
+
+    for _ in range(3):
+        done = []
+        with cf.ThreadPoolExecutor(3) as ex:
+            futs = [ex.submit(send, 0, n * 4, done)]
+            staged = wait_for(lambda m: m.get('quarrel_active_sequences') == 1, done, 1)
+            if staged:
+                futs.append(ex.submit(send, 1, 96, done))
+                staged = wait_for(lambda m: m.get('quarrel_queue_length') == 1, done, 1)
+            if staged:
+                futs.append(ex.submit(send, 9, 4, done))
+                staged = wait_for(lambda m: m.get('quarrel_queue_length') == 2, done, 1)
+            for f in futs:
+                f.result()
+        if staged:
+            break
+    check(staged, 'priority: both requests queued behind the long one (in one of three tries)')
     check([p for p, _ in done] == [0, 9, 1] and all(s == 200 for _, s in done),
           f'priority: the later high-priority request ran before the earlier low one ({done})')
 
@@ -335,7 +357,7 @@ def test_flood(model):
         alone = flood_request(srv.port, n)
         check(alone[0] == 200 and texts == {json.loads(alone[2])['choices'][0]['text']},
               'the served ones are all correct (equal to the request alone afterwards)')
-        test_priority(srv.port, n)
+        test_priority(srv, n)
         socks = [su.raw_socket(srv.port) for _ in range(17)]
         time.sleep(0.2)
         s, _, text = srv.request('GET', '/v1/models')
