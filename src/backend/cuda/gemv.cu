@@ -1,8 +1,9 @@
 /* Quantized matrix-vector products y = W x (and Y = W X for up to 8 columns) straight
  * from the GGUF block formats (docs/cuda.md).
  *
- * One warp per row. The warp walks its row in tiles of whole blocks whose size is a
- * multiple of 16 bytes: every lane fetches the tile with 16-byte coalesced loads (the
+ * One warp per row (the integer GEMV: two for the 4- to 6-bit formats, gemv_q8_kernel).
+ * The warp walks its row in tiles of whole blocks whose size is a multiple of 16 bytes:
+ * every lane fetches the tile with 16-byte coalesced loads (the
  * next tile's loads are issued before the current one is decoded, so several are in
  * flight per lane) and parks it in shared memory. Staging makes the same 16-byte loads
  * work for blocks of 18, 34 or 210 bytes, which are not 16-byte aligned themselves.
