@@ -117,7 +117,7 @@ static int run_once(run_kind kind, const qr_cuda_matrix *w, qr_type t, int64_t c
                     float *y, int ncols, qr_error *err) {
     switch (kind) {
     case RUN_FLOAT: return qr_cuda_gemv(w, x, y, ncols, NULL, err);
-    case RUN_INT8: return qr_cuda_gemv_q8(w, xq, y, ncols, NULL, err);
+    case RUN_INT8: return qr_cuda_gemv_q8(w, xq, y, ncols, false, NULL, err);
     default: return qr_cuda_quantize_act(t, x, cols, ncols, xq, false, NULL, err);
     }
 }

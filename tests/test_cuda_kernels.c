@@ -458,7 +458,7 @@ static void check_gemv_q8(qr_type t, int64_t rows, int64_t cols, uint64_t *s, do
     DEV(qr_cuda_copy_to_device(d_x, x, (size_t)(cols * MAXC) * 4, &e_));
     DEV(qr_cuda_quantize_act(t, d_x, cols, MAXC, d_q, false, NULL, &e_));
     DEV(qr_cuda_memset(d_y, 0xFF, (size_t)(rows * MAXC) * 4, &e_));
-    DEV(qr_cuda_gemv_q8(m, d_q, d_y, MAXC, NULL, &e_));
+    DEV(qr_cuda_gemv_q8(m, d_q, d_y, MAXC, false, NULL, &e_));
     DEV(qr_cuda_copy_to_host(y8, d_y, (size_t)(rows * MAXC) * 4, &e_));
 
     double num = 0.0, den = 0.0, worst_row = 0.0;
@@ -487,7 +487,7 @@ static void check_gemv_q8(qr_type t, int64_t rows, int64_t cols, uint64_t *s, do
     for (int nc = 1; nc < MAXC; nc++) { /* columns 8 - nc .. 7 alone in a batch of nc */
         const int c0 = MAXC - nc;
         DEV(qr_cuda_memset(d_y, 0xFF, (size_t)(rows * nc) * 4, &e_));
-        DEV(qr_cuda_gemv_q8(m, (const uint8_t *)d_q + c0 * L.col_bytes, d_y, nc, NULL, &e_));
+        DEV(qr_cuda_gemv_q8(m, (const uint8_t *)d_q + c0 * L.col_bytes, d_y, nc, false, NULL, &e_));
         DEV(qr_cuda_copy_to_host(y, d_y, (size_t)(rows * nc) * 4, &e_));
         CHECK_MSG(memcmp(y, y8 + c0 * rows, (size_t)(rows * nc) * 4) == 0,
                   "%s %lldx%lld int8: columns %d..7 differ between a batch of %d and the batch of 8",

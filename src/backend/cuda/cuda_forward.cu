@@ -439,7 +439,7 @@ int matmul_x(qr_cuda_forward *f, const qr_cuda_matrix *w, const float *bias, con
         f->xr_rows = rows;
         for (int64_t r0 = 0; r0 < rows; r0 += QR_CUDA_GEMV_MAX_COLS) {
             const int64_t nc = rows - r0 < QR_CUDA_GEMV_MAX_COLS ? rows - r0 : QR_CUDA_GEMV_MAX_COLS;
-            if (qr_cuda_gemv_q8_pdl(w, (const uint8_t *)f->xr + r0 * L.col_bytes, y + r0 * w->rows, (int)nc, f->pdl,
+            if (qr_cuda_gemv_q8(w, (const uint8_t *)f->xr + r0 * L.col_bytes, y + r0 * w->rows, (int)nc, f->pdl,
                                     f->s, err) != QR_OK)
                 return QR_ERR;
         }

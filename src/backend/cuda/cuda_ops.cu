@@ -65,8 +65,7 @@ template <bool VEC>
 __global__ void __launch_bounds__(1024) rmsnorm_kernel(const float *a, const float *b, float *sum, const float *w,
                                                        int64_t dim, float eps, float *y, uint8_t *act,
                                                        qr_cuda_act_layout L) {
-    qr_pdl_wait(); /* a programmatic dependent (pdl.h): the kernel before is done from here on */
-    qr_pdl_trigger(); /* a GEMV after this may start fetching its weights */
+    qr_pdl_begin(); /* pdl.h: the kernel before is done; a GEMV after this may start fetching weights */
     __shared__ float red[32];
     const int64_t base = blockIdx.x * dim;
     float s = 0.0f;
@@ -167,8 +166,7 @@ __global__ void rope_store_kernel(float *q, const float *k, const float *v, int6
                                   int hd, int hd_v, const int32_t *pos, int neox, int n_rot, float theta_scale,
                                   float freq_scale, const float *ff, float q_scale, const int32_t *cell, void *kc,
                                   void *vc) {
-    qr_pdl_wait();
-    qr_pdl_trigger();
+    qr_pdl_begin();
     const int half = n_rot / 2;
     const int64_t nq = (int64_t)n_head * (half + hd - n_rot), nk = (int64_t)n_head_kv * hd, nv = (int64_t)n_head_kv * hd_v;
     const int64_t per_row = nq + nk + nv;
@@ -256,8 +254,7 @@ __device__ __forceinline__ float glu_value(float x, float up) {
 
 template <qr_glu_kind K>
 __global__ void glu_kernel(const float *gate, const float *up, float *out, int64_t n) {
-    qr_pdl_wait();
-    qr_pdl_trigger();
+    qr_pdl_begin();
     QR_GRID_STRIDE(i, n) out[i] = glu_value<K>(gate[i], up[i]);
 }
 
@@ -266,8 +263,7 @@ __global__ void glu_kernel(const float *gate, const float *up, float *out, int64
 template <qr_glu_kind K>
 __global__ void glu_quant_kernel(const float *gate, const float *up, float *out, int64_t n_rows, int64_t n,
                                  uint8_t *act, qr_cuda_act_layout L) {
-    qr_pdl_wait();
-    qr_pdl_trigger();
+    qr_pdl_begin();
     const int64_t per_row = n / L.block, gb = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
     if (gb >= n_rows * per_row) return;
@@ -403,8 +399,7 @@ __device__ __forceinline__ void count_in_and_merge(const qr_attn_args &a, int n_
 template <bool F32>
 __global__ void __launch_bounds__(32 * kAttnWarps) attn_chunk_kernel(qr_attn_args a, int n_split, float *part,
                                                                      unsigned *counters) {
-    qr_pdl_wait();
-    qr_pdl_trigger();
+    qr_pdl_begin();
     constexpr int DV = QR_CUDA_ATTN_MAX_HEAD_DIM / 32;
     __shared__ float qs[QR_CUDA_ATTN_MAX_HEAD_DIM];
     __shared__ float wm[kAttnWarps], wl[kAttnWarps], wacc[kAttnWarps][QR_CUDA_ATTN_MAX_HEAD_DIM];

@@ -5,7 +5,10 @@
  *
  * Every pointer is device memory, index arrays included; every op is queued on `stream`
  * and returns QR_ERR only for a bad launch. Each row is computed independently of the
- * other rows of its batch, so a row's result does not depend on the batch size. */
+ * other rows of its batch, so a row's result does not depend on the batch size. An op
+ * with a `pdl` flag launches, when it is set, as a programmatic dependent of the kernel
+ * before it (pdl.h: its launch overlaps that kernel's end; it waits before touching
+ * memory). */
 #ifndef QR_BACKEND_CUDA_OPS_H
 #define QR_BACKEND_CUDA_OPS_H
 

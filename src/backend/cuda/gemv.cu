@@ -462,21 +462,17 @@ gemv_q8_kernel(const uint8_t *__restrict__ w, size_t pitch, int64_t rows, int64_
             for (int r = 0; r < NR; r++) ts[r].fetch(b0 + F::TB);
         }
         const int nit = (int)min((int64_t)F::TB, nb - b0) * F::IPB;
-        const uint8_t *blk[NR];
+        auto item = [&](int it) { /* item `it` of the tile, for the NR rows */
+            const uint8_t *blk[NR];
+#pragma unroll
+            for (int r = 0; r < NR; r++) blk[r] = tile[r] + (it / F::IPB) * F::TS;
+            F::template dot<NC, NR>(blk, it % F::IPB, b0 + it / F::IPB, a, acc);
+        };
         if (nit == ITEMS) {
 #pragma unroll
-            for (int k = 0; k < ITEMS / 32; k++) {
-                const int it = lane + 32 * k;
-#pragma unroll
-                for (int r = 0; r < NR; r++) blk[r] = tile[r] + (it / F::IPB) * F::TS;
-                F::template dot<NC, NR>(blk, it % F::IPB, b0 + it / F::IPB, a, acc);
-            }
+            for (int k = 0; k < ITEMS / 32; k++) item(lane + 32 * k);
         } else {
-            for (int it = lane; it < nit; it += 32) {
-#pragma unroll
-                for (int r = 0; r < NR; r++) blk[r] = tile[r] + (it / F::IPB) * F::TS;
-                F::template dot<NC, NR>(blk, it % F::IPB, b0 + it / F::IPB, a, acc);
-            }
+            for (int it = lane; it < nit; it += 32) item(it);
         }
         __syncwarp();
     }
@@ -577,13 +573,8 @@ int qr_cuda_gemv_launch(const qr_cuda_matrix *m, const float *x, float *y, int n
     return QR_OK;
 }
 
-extern "C" int qr_cuda_gemv_q8(const qr_cuda_matrix *m, const void *act_dev, float *y_dev, int ncols, void *stream,
-                               qr_error *err) {
-    return qr_cuda_gemv_q8_pdl(m, act_dev, y_dev, ncols, false, stream, err);
-}
-
-extern "C" int qr_cuda_gemv_q8_pdl(const qr_cuda_matrix *m, const void *act_dev, float *y_dev, int ncols, bool pdl,
-                                   void *stream, qr_error *err) {
+extern "C" int qr_cuda_gemv_q8(const qr_cuda_matrix *m, const void *act_dev, float *y_dev, int ncols, bool pdl,
+                               void *stream, qr_error *err) {
     if (ncols < 1 || ncols > QR_CUDA_GEMV_MAX_COLS)
         return qr_fail(err, "qr_cuda_gemv_q8: ncols %d is outside 1..%d", ncols, QR_CUDA_GEMV_MAX_COLS);
     if ((uintptr_t)act_dev % 16 != 0) return qr_fail(err, "qr_cuda_gemv_q8: the activations are not 16-byte aligned");

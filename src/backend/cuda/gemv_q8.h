@@ -52,14 +52,12 @@ int qr_cuda_quantize_act(qr_type wtype, const float *x_dev, int64_t n, int64_t n
 
 /* y_dev[c * rows + r] = W[r] . column c of the quantized activations, for c < ncols
  * (1..QR_CUDA_GEMV_MAX_COLS); act_dev as qr_cuda_quantize_act wrote it for m->type and
- * m->cols (16-byte aligned). Each row is summed in a fixed order whatever ncols is. */
-int qr_cuda_gemv_q8(const qr_cuda_matrix *m, const void *act_dev, float *y_dev, int ncols, void *stream,
+ * m->cols (16-byte aligned). Each row is summed in a fixed order whatever ncols is.
+ * pdl: launched as a programmatic dependent of the kernel before it in the stream
+ * (pdl.h): its first weight loads overlap that kernel's end, and it waits for that kernel
+ * before reading the activations. */
+int qr_cuda_gemv_q8(const qr_cuda_matrix *m, const void *act_dev, float *y_dev, int ncols, bool pdl, void *stream,
                     qr_error *err);
-/* qr_cuda_gemv_q8 launched, when pdl is set, as a programmatic dependent of the kernel
- * before it in the stream (pdl.h): its first weight loads overlap that kernel's end, and
- * it waits for that kernel before reading the activations. */
-int qr_cuda_gemv_q8_pdl(const qr_cuda_matrix *m, const void *act_dev, float *y_dev, int ncols, bool pdl,
-                        void *stream, qr_error *err);
 
 #ifdef __cplusplus
 }

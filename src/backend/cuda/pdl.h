@@ -25,12 +25,19 @@ __device__ __forceinline__ void qr_pdl_trigger() {
 #endif
 }
 
+/* The prologue of a kernel that touches its predecessor's data from its first instruction:
+ * wait for that kernel, then let the next one start launching. */
+__device__ __forceinline__ void qr_pdl_begin() {
+    qr_pdl_wait();
+    qr_pdl_trigger();
+}
+
 /* kernel<<<grid, block, 0, s>>>(args...), as a programmatic dependent of the kernel before
  * it in the stream when pdl is set. Such a kernel must qr_pdl_wait() before it touches
  * memory an earlier kernel writes or reads; the decode path's small kernels (RMSNorm,
- * RoPE + KV store, attention, quantization, GLU) wait first thing, so only their launch
- * and CTA start-up overlap the kernel before them, and call qr_pdl_trigger() next so the
- * kernel after them may start as early. */
+ * RoPE + KV store, attention, quantization, GLU) start with qr_pdl_begin(), so only their
+ * launch and CTA start-up overlap the kernel before them, and the kernel after them may
+ * start as early. */
 template <typename... KArgs, typename... Args>
 cudaError_t qr_launch(bool pdl, void (*kernel)(KArgs...), dim3 grid, dim3 block, cudaStream_t s, Args... args) {
     cudaLaunchConfig_t cfg = {};

@@ -24,8 +24,7 @@ size_t align16(size_t v) { return (v + 15) & ~(size_t)15; }
 template <bool Q81>
 __global__ void quant_q8_32_kernel(const float *__restrict__ x, int64_t n, int64_t n_blocks,
                                    qr_cuda_act_layout L, uint8_t *__restrict__ out) {
-    qr_pdl_wait(); /* a programmatic dependent (pdl.h): the kernel before is done from here on */
-    qr_pdl_trigger(); /* the GEMV reading out may start fetching its weights */
+    qr_pdl_begin(); /* pdl.h: the kernel before is done; the GEMV reading out may start fetching weights */
     const int64_t gb = (int64_t)blockIdx.x * kWarps + threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
     if (gb >= n_blocks) return;
@@ -36,8 +35,7 @@ __global__ void quant_q8_32_kernel(const float *__restrict__ x, int64_t n, int64
 /* One warp per (column, 256-element block), elements lane + 32j (qr_quant_q8_k_block). */
 __global__ void quant_q8_k_kernel(const float *__restrict__ x, int64_t n, int64_t n_blocks, qr_cuda_act_layout L,
                                   uint8_t *__restrict__ out) {
-    qr_pdl_wait();
-    qr_pdl_trigger();
+    qr_pdl_begin();
     const int64_t gb = (int64_t)blockIdx.x * kWarps + threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
     if (gb >= n_blocks) return;
